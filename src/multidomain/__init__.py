@@ -1,0 +1,11 @@
+"""multidomain: learning many visual domains with one network.
+
+Implements Guo et al., "Depthwise Convolution is All You Need for Learning Multiple Visual
+Domains" (AAAI 2019): a depthwise-separable ResNet-26 whose pointwise convolutions are shared by
+all domains while each domain owns its depthwise filters, batch norms and classifier head.
+"""
+
+from multidomain.models import create_model, list_models
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "create_model", "list_models"]
