@@ -40,5 +40,7 @@ def parse_domains(spec: str) -> dict[str, int]:
             raise ValueError(f"domain {name!r} is listed twice in {spec!r}")
         domains[name] = int(classes)
     if not domains:
-        raise ValueError(f"no domains in {spec!r}: give 'decathlon' or a list like 'svhn:10,dtd:47'")
+        raise ValueError(
+            f"no domains in {spec!r}: give 'decathlon' or a list like 'svhn:10,dtd:47'"
+        )
     return domains

@@ -1,0 +1,48 @@
+"""Per-domain classifier heads (PAPER.md section 2: optional dropout 0.5, then linear)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from multidomain.layers.per_domain import PerDomain, Route
+
+
+class ClassifierHead(nn.Module):
+    """Dropout (``p`` may be 0) followed by ``Linear(in_features, num_classes)``."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.fc.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(x))
+
+
+class DomainHeads(PerDomain):
+    """One head per domain. A mixed batch gets logits padded with ``-inf`` to the widest head.
+
+    Padding with ``-inf`` keeps ``argmax``, ``softmax`` and ``cross_entropy`` correct per sample.
+    """
+
+    def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
+        domain = route.single
+        if domain is not None:
+            return self[domain](x)
+        width = max(self[name].num_classes for name, _, _ in route.segments)
+        parts = []
+        for name, start, stop in route.segments:
+            logits = self[name](x[start:stop])
+            padding = logits.new_full((stop - start, width - logits.shape[1]), float("-inf"))
+            parts.append(torch.cat([logits, padding], dim=1))
+        return torch.cat(parts)
+
+    def add_head(self, name: str, in_features: int, num_classes: int, dropout: float) -> None:
+        self[name] = ClassifierHead(in_features, num_classes, dropout)

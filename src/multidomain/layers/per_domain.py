@@ -1,0 +1,119 @@
+"""Per-domain module containers and the routing of a batch to its domains.
+
+A :class:`PerDomain` holds one copy of a module per domain, keyed by the domain's name, so the
+state-dict keys say by themselves who owns a tensor (``...conv_dw.svhn.weight``). A :class:`Route`
+says which domain each part of the batch belongs to; every domain-aware layer takes it.
+
+Mixed batches: the model sorts the samples by domain once, at its entry, so each domain is one
+contiguous slice. Shared layers then run once on the whole batch and a per-domain layer runs its
+domain's module on each slice: the trunk is traversed once, whatever the number of domains. In
+training mode each slice's batch norm uses that domain's own batch statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which domain owns which samples of a (sorted) batch.
+
+    Attributes:
+        segments: ``(domain, start, stop)`` for each domain present, in batch order.
+        order: permutation that sorted the caller's batch by domain (``None`` if untouched).
+    """
+
+    segments: tuple[tuple[str, int, int], ...]
+    order: torch.Tensor | None = None
+
+    @property
+    def single(self) -> str | None:
+        """The domain when the whole batch belongs to one, else ``None``."""
+        return self.segments[0][0] if len(self.segments) == 1 else None
+
+    @classmethod
+    def for_domain(cls, domain: str, batch_size: int) -> Route:
+        return cls(segments=((domain, 0, batch_size),))
+
+    @classmethod
+    def for_samples(cls, domains: Sequence[str], known: Sequence[str]) -> Route:
+        """Route a batch whose samples name their own domain (one name per sample).
+
+        The samples are sorted by the domain's position in ``known`` (stable, so samples of one
+        domain keep their order).
+        """
+        position = {name: i for i, name in enumerate(known)}
+        keys = torch.tensor([position[name] for name in domains])
+        if bool((keys == keys[0]).all()):
+            return cls.for_domain(domains[0], len(domains))
+        sorted_keys, order = torch.sort(keys, stable=True)
+        values, counts = torch.unique_consecutive(sorted_keys, return_counts=True)
+        segments, start = [], 0
+        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+            segments.append((known[value], start, start + count))
+            start += count
+        return cls(segments=tuple(segments), order=order)
+
+    def unsort(self, out: torch.Tensor) -> torch.Tensor:
+        """Put rows computed in sorted order back into the caller's order."""
+        if self.order is None:
+            return out
+        restored = torch.empty_like(out)
+        restored[self.order] = out
+        return restored
+
+
+class Routed(nn.Module):
+    """Marker base class: a layer whose ``forward`` takes ``(x, route)``."""
+
+
+class PerDomain(nn.ModuleDict, Routed):
+    """One module per domain. ``forward(x, route)`` runs each domain's module on its samples."""
+
+    def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
+        domain = route.single
+        if domain is not None:
+            return self[domain](x)
+        return torch.cat([self[name](x[start:stop]) for name, start, stop in route.segments])
+
+    def add_domain(self, name: str, init_from: str | None = None) -> None:
+        """Add ``name``: a copy of ``init_from``'s module, or a freshly initialised one."""
+        template = self[init_from] if init_from is not None else next(iter(self.values()))
+        module = copy.deepcopy(template)
+        if init_from is None:
+            module.apply(init_weights)
+        self[name] = module
+
+
+def route_call(module: nn.Module, x: torch.Tensor, route: Route) -> torch.Tensor:
+    """Call a layer that is either routed (per-domain or composite) or a plain shared module."""
+    return module(x, route) if isinstance(module, Routed) else module(x)
+
+
+def per_domain_or_shared(make: callable, domains: Sequence[str], shared: bool) -> nn.Module:
+    """A shared module, or a :class:`PerDomain` with one independent copy per domain."""
+    if shared:
+        return make()
+    return PerDomain({name: make() for name in domains})
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module) -> None:
+    """The official code's initialisation (PAPER.md section 2).
+
+    Convolutions: normal(0, sqrt(2 / (k * k * out_channels))); batch norm: weight 1, bias 0 and
+    fresh running statistics; linear layers: PyTorch's default.
+    """
+    if isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+        module.weight.normal_(0.0, (2.0 / fan_out) ** 0.5)
+        if module.bias is not None:
+            module.bias.zero_()
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm) or isinstance(module, nn.Linear):
+        module.reset_parameters()

@@ -1,0 +1,1 @@
+"""Metrics: parameter accounting and the Decathlon score."""

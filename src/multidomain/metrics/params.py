@@ -1,0 +1,89 @@
+"""Parameter accounting: the "#par" column of the Decathlon tables (PAPER.md sections 2 and 7).
+
+Shared parameters are counted once; each domain's own parameters (head included) once per
+domain. ``relative`` is the total without heads over one ``resnet26_std`` without its head (one
+ResNet-26 = 1x, the tables' convention), at the same width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from multidomain.models import create_model
+from multidomain.models.roles import named_parameter_info
+
+REFERENCE_MODEL = "resnet26_std"
+
+
+@dataclass
+class ParamReport:
+    model: str
+    share: str
+    shared: int
+    per_domain: dict[str, int]  # heads included
+    heads: dict[str, int]
+    total: int
+    reference: int  # one resnet26_std without its head
+    relative: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_parameters(model: nn.Module) -> ParamReport:
+    """Count shared, per-domain and head parameters of a multi-domain model."""
+    shared = 0
+    per_domain = dict.fromkeys(model.domains, 0)
+    heads = dict.fromkeys(model.domains, 0)
+    for _, param, info in named_parameter_info(model):
+        if info.domain is None:
+            shared += param.numel()
+            continue
+        per_domain[info.domain] += param.numel()
+        if info.role == "head":
+            heads[info.domain] += param.numel()
+    total = shared + sum(per_domain.values())
+    reference = reference_parameters(model.config.width)
+    return ParamReport(
+        model=model.config.name,
+        share=model.config.share,
+        shared=shared,
+        per_domain=per_domain,
+        heads=heads,
+        total=total,
+        reference=reference,
+        relative=(total - sum(heads.values())) / reference,
+    )
+
+
+def reference_parameters(width: float = 1.0) -> int:
+    """Parameters of one ``resnet26_std`` without its head (5,814,688 at width 1)."""
+    with torch.device("meta"):  # counts shapes only; allocates nothing
+        reference = create_model(REFERENCE_MODEL, {"reference": 1}, width=width)
+    return sum(p.numel() for _, p, info in named_parameter_info(reference) if info.role != "head")
+
+
+def format_report(report: ParamReport) -> str:
+    """A plain-text table of a :class:`ParamReport`."""
+    rows = [("shared", report.shared, None)]
+    rows += [(d, n, report.heads[d]) for d, n in report.per_domain.items()]
+    name_width = max(12, *(len(name) for name, _, _ in rows))
+    lines = [
+        f"{report.model} (share={report.share}), {len(report.per_domain)} domains",
+        f"{'part':<{name_width}} {'parameters':>12} {'own w/o head':>13} {'head':>10}",
+    ]
+    for name, count, head in rows:
+        own = "" if head is None else f"{count - head:,}"
+        head_text = "" if head is None else f"{head:,}"
+        lines.append(f"{name:<{name_width}} {count:>12,} {own:>13} {head_text:>10}")
+    heads = sum(report.heads.values())
+    lines += [
+        f"{'total':<{name_width}} {report.total:>12,}",
+        f"{'w/o heads':<{name_width}} {report.total - heads:>12,}",
+        f"relative to one {REFERENCE_MODEL} without head ({report.reference:,}): "
+        f"{report.relative:.2f}x",
+    ]
+    return "\n".join(lines)

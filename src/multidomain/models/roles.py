@@ -1,0 +1,81 @@
+"""Who owns each parameter, and what it is: the one source for freezing, optimizer groups and
+parameter accounting. Everything is read off the module structure, never off name substrings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import nn
+
+from multidomain.layers import PerDomain
+
+ROLES = ("depthwise", "pointwise", "conv", "norm", "head", "other")
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """``role``: one of ``ROLES``; ``domain``: the owning domain, ``None`` when shared."""
+
+    role: str
+    domain: str | None
+
+
+def module_role(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        if module.groups > 1 and module.groups == module.in_channels:
+            return "depthwise"
+        return "pointwise" if module.kernel_size == (1, 1) else "conv"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "norm"
+    if isinstance(module, nn.Linear):
+        return "head"
+    return "other"
+
+
+def _walk(
+    module: nn.Module, prefix: str, domain: str | None
+) -> Iterator[tuple[str, nn.Parameter, ParamInfo]]:
+    role = module_role(module)
+    for name, param in module.named_parameters(recurse=False):
+        yield prefix + name, param, ParamInfo(role, domain)
+    for name, child in module.named_children():
+        owner = name if isinstance(module, PerDomain) else domain
+        yield from _walk(child, f"{prefix}{name}.", owner)
+
+
+def named_parameter_info(model: nn.Module) -> Iterator[tuple[str, nn.Parameter, ParamInfo]]:
+    """``(name, parameter, ParamInfo)`` for every parameter of ``model``."""
+    yield from _walk(model, "", None)
+
+
+def domain_parameters(
+    model: nn.Module, domain: str, train_norm: bool = True
+) -> list[tuple[str, nn.Parameter]]:
+    """The parameters trained to adapt ``domain``: everything the domain owns.
+
+    Under ``share="pointwise"`` that is its depthwise filters, BNs, head (and last pointwise);
+    under ``"depthwise"`` its pointwise convs, BNs and head; under ``"all"`` its BNs and head
+    (``train_norm=False``: the head alone, i.e. the feature extractor); under ``"none"``
+    its whole network.
+    """
+    owned = [
+        (name, param, info)
+        for name, param, info in named_parameter_info(model)
+        if info.domain == domain
+    ]
+    if not owned:
+        known = sorted({i.domain for _, _, i in named_parameter_info(model) if i.domain})
+        raise ValueError(f"no parameters belong to domain {domain!r}; domains: {known}")
+    return [(n, p) for n, p, info in owned if train_norm or info.role != "norm"]
+
+
+def freeze_for_adaptation(
+    model: nn.Module, domain: str, train_norm: bool = True
+) -> list[nn.Parameter]:
+    """Set ``requires_grad`` on exactly :func:`domain_parameters` and return them."""
+    trainable = domain_parameters(model, domain, train_norm)
+    keep = {id(p) for _, p in trainable}
+    for param in model.parameters():
+        param.requires_grad_(id(param) in keep)
+    return [p for _, p in trainable]
