@@ -13,7 +13,8 @@ def validate_domain_name(name: str) -> str:
     """Return ``name`` if it can be a domain name (a module key and a file name), else raise."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
-            f"invalid domain name {name!r}: use letters, digits, '_' and '-', starting with a letter"
+            f"invalid domain name {name!r}: use letters, digits, '_' and '-', "
+            "starting with a letter"
         )
     return name
 

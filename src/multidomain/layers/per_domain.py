@@ -115,5 +115,5 @@ def init_weights(module: nn.Module) -> None:
         module.weight.normal_(0.0, (2.0 / fan_out) ** 0.5)
         if module.bias is not None:
             module.bias.zero_()
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm) or isinstance(module, nn.Linear):
+    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Linear)):
         module.reset_parameters()
