@@ -52,6 +52,7 @@ def shared_state_dict(model: MultiDomainNet, keep_vars: bool = False) -> dict:
 
 def save_domain(model: MultiDomainNet, domain: str, path: str | os.PathLike) -> None:
     """Write ``domain``'s pack (atomically)."""
+    model._check_domain(domain)
     metadata = {
         "format": DOMAIN_FORMAT,
         "architecture": json.dumps(model.config.architecture(), sort_keys=True),

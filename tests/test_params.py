@@ -1,0 +1,77 @@
+"""Parameter accounting against the analytic numbers of PAPER.md section 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from multidomain.cli import main
+from multidomain.decathlon import NUM_CLASSES
+from multidomain.metrics.params import count_parameters, reference_parameters
+from multidomain.models import create_model
+
+DEPTHWISE, POINTWISE, NORM = 60_507, 2_580_672, 15_488
+LAST_POINTWISE = 512 * 512
+
+
+def _meta_model(name="resnet26_dw", domains=None, **options):
+    with torch.device("meta"):
+        return create_model(name, domains or {"imagenet12": 1000}, **options)
+
+
+def test_one_domain_imagenet_model_has_the_official_count():
+    report = count_parameters(_meta_model())
+    assert report.total == 3_169_667 == DEPTHWISE + POINTWISE + NORM + 513_000
+    assert report.heads == {"imagenet12": 513_000}
+
+
+def test_per_domain_parameters_of_the_paper():
+    report = count_parameters(_meta_model(domains={"svhn": 10, "dtd": 47}))
+    assert report.per_domain["svhn"] - report.heads["svhn"] == 338_139
+    assert report.heads == {"svhn": 5_130, "dtd": 47 * 512 + 47}
+    assert report.shared == POINTWISE - LAST_POINTWISE
+    without_last = count_parameters(_meta_model(domains={"svhn": 10}, own_last_pointwise=False))
+    assert without_last.per_domain["svhn"] - without_last.heads["svhn"] == 75_995
+
+
+def test_reference_is_one_standard_resnet26_without_head():
+    assert reference_parameters() == 5_814_688
+    std = count_parameters(_meta_model("resnet26_std", share="none"))
+    assert std.total - std.heads["imagenet12"] == 5_814_688
+    assert std.relative == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("share", "shared", "own"),
+    [
+        ("pointwise", POINTWISE - LAST_POINTWISE, DEPTHWISE + NORM + LAST_POINTWISE),
+        ("depthwise", DEPTHWISE, POINTWISE + NORM),
+        ("none", 0, DEPTHWISE + POINTWISE + NORM),
+        ("all", DEPTHWISE + POINTWISE, NORM),
+    ],
+)
+def test_decathlon_accounting_per_policy(share, shared, own):
+    report = count_parameters(_meta_model(domains=dict(NUM_CLASSES), share=share))
+    heads = sum(report.heads.values())
+    assert report.shared == shared
+    assert all(n - report.heads[d] == own for d, n in report.per_domain.items())
+    assert report.total == shared + 10 * own + heads
+    assert report.relative == pytest.approx((shared + 10 * own) / 5_814_688)
+
+
+def test_params_cli_json(capsys):
+    assert main(["params", "--domains", "svhn:10,dtd:47", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"total", "shared", "per_domain", "heads", "relative"} <= data.keys()
+    assert data["per_domain"]["svhn"] == 338_139 + 5_130
+    assert data["total"] == data["shared"] + sum(data["per_domain"].values())
+
+
+def test_params_cli_table_and_bad_domains(capsys):
+    assert main(["params"]) == 0
+    out = capsys.readouterr().out
+    assert "imagenet12" in out and "0.98x" in out
+    assert main(["params", "--domains", "svhn=10"]) == 2
+    assert "expected NAME:CLASSES" in capsys.readouterr().err
