@@ -38,9 +38,9 @@ class DomainHeads(PerDomain):
             return self[domain](x)
         width = max(self[name].num_classes for name, _, _ in route.segments)
         parts = []
-        for name, start, stop in route.segments:
-            logits = self[name](x[start:stop])
-            padding = logits.new_full((stop - start, width - logits.shape[1]), float("-inf"))
+        for (name, _, _), part in zip(route.segments, x.split(route.sizes), strict=True):
+            logits = self[name](part)
+            padding = logits.new_full((part.shape[0], width - logits.shape[1]), float("-inf"))
             parts.append(torch.cat([logits, padding], dim=1))
         return torch.cat(parts)
 

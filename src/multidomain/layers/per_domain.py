@@ -37,6 +37,11 @@ class Route:
         """The domain when the whole batch belongs to one, else ``None``."""
         return self.segments[0][0] if len(self.segments) == 1 else None
 
+    @property
+    def sizes(self) -> list[int]:
+        """Number of samples of each segment."""
+        return [stop - start for _, start, stop in self.segments]
+
     @classmethod
     def for_domain(cls, domain: str, batch_size: int) -> Route:
         return cls(segments=((domain, 0, batch_size),))
@@ -80,7 +85,10 @@ class PerDomain(nn.ModuleDict, Routed):
         domain = route.single
         if domain is not None:
             return self[domain](x)
-        return torch.cat([self[name](x[start:stop]) for name, start, stop in route.segments])
+        parts = x.split(route.sizes)  # one backward op (a cat), not one zero-fill per slice
+        return torch.cat(
+            [self[name](part) for (name, _, _), part in zip(route.segments, parts, strict=True)]
+        )
 
     def add_domain(self, name: str, init_from: str | None = None) -> None:
         """Add ``name``: a copy of ``init_from``'s module, or a freshly initialised one."""
