@@ -1,0 +1,1 @@
+"""Metrics: the Decathlon score and parameter accounting."""
