@@ -67,6 +67,11 @@ class DecathlonDataset(Dataset):
         self.splits = _as_splits(split)
         self.skip_bad = skip_bad
         self.bad_files: list[str] = []
+        if transform is None:
+            benchmark = benchmark or load_benchmark(self.root)
+            is_train = ("train" in self.splits) if train is None else train
+            transform = domain_transform(benchmark, domain, is_train)
+        self.transform = transform
         records = [read_split(split_file(self.root, domain, s)) for s in self.splits]
         self.categories = _common_categories(records, self.root, domain)
         self.category_ids = [cat["id"] for cat in self.categories]
@@ -79,11 +84,6 @@ class DecathlonDataset(Dataset):
             self.image_ids += rec.image_ids
             self.file_names += rec.file_names
             self.labels += [_class_index(cid, index, rec) for cid in rec.category_ids]
-        if transform is None:
-            benchmark = benchmark or load_benchmark(self.root)
-            is_train = ("train" in self.splits) if train is None else train
-            transform = domain_transform(benchmark, domain, is_train)
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.image_ids)
