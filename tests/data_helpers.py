@@ -46,7 +46,7 @@ def make_devkit(root: Path, domains: dict = TINY_DOMAINS) -> Path:
                             "file_name": name,
                             "width": size[0],
                             "height": size[1],
-                        }  # fmt: skip
+                        }
                     )
                     labels.append(category_id(d, c))
             doc = split_document(images, labels, categories, "tiny")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from data_helpers import make_devkit, read_doc, run_cli, write_doc, write_image
 
 

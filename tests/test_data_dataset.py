@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from data_helpers import PER_CLASS, make_devkit, read_doc, write_doc, write_image
 
+from data_helpers import PER_CLASS, make_devkit, read_doc, write_doc, write_image
 from multidomain.data.dataset import DecathlonDataset
 from multidomain.data.devkit import category_id
 from multidomain.data.images import CorruptImageError
@@ -67,7 +67,7 @@ def test_grey_cmyk_rgba_load_as_rgb(tree):
 def test_unknown_split_and_missing_domain_errors(tree):
     with pytest.raises(ValueError, match="train, val, test"):
         DecathlonDataset(tree, "svhn", "training")
-    with pytest.raises(FileNotFoundError, match="omniglot_train.json"):
+    with pytest.raises(FileNotFoundError, match=r"omniglot_train\.json"):
         DecathlonDataset(tree, "omniglot", "train")
 
 

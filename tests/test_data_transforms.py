@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from data_helpers import PER_CLASS, make_devkit
 from PIL import Image
 
+from data_helpers import PER_CLASS, make_devkit
 from multidomain.data.benchmark import decathlon_benchmark, load_benchmark
 from multidomain.data.dataset import DecathlonDataset
 from multidomain.data.loader import build_datasets, build_loader, protocol_splits
@@ -82,7 +82,7 @@ def test_mini_domain_policy_and_stats_come_from_benchmark_json(tmp_path):
 def test_protocol_switch():
     assert protocol_splits("train") == (("train",), "val")
     assert protocol_splits("trainval") == (("train", "val"), None)
-    with pytest.raises(ValueError, match="'train'.*'trainval'"):
+    with pytest.raises(ValueError, match=r"'train'.*'trainval'"):
         protocol_splits("train+val")
 
 
