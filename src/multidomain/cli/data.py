@@ -33,11 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    if args.image_size < 8 or (args.max_per_class is not None and args.max_per_class < 1):
-        raise ValueError(
-            f"bad sizes --image-size {args.image_size} --max-per-class {args.max_per_class}: "
-            "use an image size of at least 8 and at least 1 image per class"
-        )
+    if args.image_size < 8:
+        raise ValueError(f"--image-size {args.image_size} is too small: use at least 8")
     start = time.perf_counter()
     out = prepare_offline(
         args.out,

@@ -57,9 +57,18 @@ def is_complete(out: str | Path, params: dict[str, Any] | None = None) -> bool:
     return params is None or read_json(marker).get("params") == params
 
 
+def _is_mini_benchmark(path: Path) -> bool:
+    try:
+        return path.is_file() and read_json(path).get("name") == "mini-decathlon"
+    except (ValueError, AttributeError):
+        return False
+
+
 def _claim(out: Path) -> None:
     """Mark ``out`` as ours and clear a previous build; refuse a foreign non-empty folder."""
-    ours = (out / COMPLETE_MARKER).exists() or (out / BUILDING_MARKER).exists()
+    ours = any((out / name).exists() for name in (COMPLETE_MARKER, BUILDING_MARKER)) or (
+        _is_mini_benchmark(out / BENCHMARK_FILE)
+    )
     if out.is_dir() and any(out.iterdir()) and not ours:
         raise ValueError(
             f"{out} is not empty and holds no mini-decathlon build: pick a new or empty folder"
@@ -188,6 +197,11 @@ def prepare_offline(
         force: rebuild even when a complete build with these parameters exists.
         workers: threads that encode the JPEG files.
     """
+    if max_per_class is not None and max_per_class < 3:
+        raise ValueError(
+            f"max_per_class={max_per_class} is too small: use at least 3, so that every class "
+            "has train, val and test images"
+        )
     out = Path(out)
     params = _params(image_size, seed, max_per_class, domains)
     if not force and is_complete(out, params):
