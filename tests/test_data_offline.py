@@ -138,7 +138,7 @@ def test_domain_specs_are_sorted_and_unique():
 
 def test_animal_unpickler_refuses_anything_but_arrays():
     payload = pickle.dumps(print)
-    with pytest.raises(pickle.UnpicklingError, match="refusing builtins.print"):
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing builtins\.print"):
         animals._ArrayUnpickler(io.BytesIO(payload)).load()
     array = np.arange(6, dtype=np.uint8).reshape(2, 3)
     assert np.array_equal(animals._ArrayUnpickler(io.BytesIO(pickle.dumps(array))).load(), array)

@@ -52,7 +52,7 @@ def test_accuracy_must_be_a_percentage():
 
 
 def test_unmeasured_baselines_are_an_error_not_an_invention():
-    with pytest.raises(ValueError, match="not been measured.*baseline recipe"):
+    with pytest.raises(ValueError, match=r"not been measured.*baseline recipe"):
         decathlon_score({"a": 90.0, "b": 80.0}, _benchmark({"a": 80.0, "b": None}))
 
 
