@@ -1,0 +1,129 @@
+"""``DecathlonDataset``: one domain's split(s) of a devkit tree as a torch Dataset.
+
+The same class reads the real Visual Decathlon and the offline mini-decathlon: both are devkit
+trees (PAPER.md section 5). The class index of a label is the position of its category id among
+the sorted category ids; unlabelled (stripped) test images get label -1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from multidomain.data.benchmark import Benchmark, load_benchmark
+from multidomain.data.devkit import SPLITS, SplitRecords, read_split, split_file
+from multidomain.data.images import CorruptImageError, load_rgb
+from multidomain.data.transforms import domain_transform
+
+logger = logging.getLogger(__name__)
+
+
+def _as_splits(split: str | Sequence[str]) -> tuple[str, ...]:
+    splits = (split,) if isinstance(split, str) else tuple(split)
+    bad = [s for s in splits if s not in SPLITS]
+    if not splits or bad:
+        raise ValueError(f"bad split {split!r}: use one or more of {', '.join(SPLITS)}")
+    return splits
+
+
+class DecathlonDataset(Dataset):
+    """Images and class indices of one domain of a devkit tree.
+
+    Args:
+        root: the devkit root (holds ``annotations/`` and ``data/``).
+        domain: the domain's folder name (``svhn``, ``digits``, ...).
+        split: ``train``, ``val``, ``test`` or a sequence of them (``("train", "val")``).
+        transform: applied to the PIL RGB image; None uses the recipe's transform of the domain
+            (training augmentation when ``train``).
+        train: whether ``transform=None`` picks the training transform; default: "train" in split.
+        skip_bad: skip undecodable images (counted in ``bad_files``) instead of raising.
+        benchmark: the domains' facts; default: ``benchmark.json`` at ``root``, else the Decathlon.
+
+    Attributes:
+        image_ids: prefixed image ids, in sample order.
+        labels: class indices (-1 when unlabelled).
+        categories: ``[{"id", "name"}]`` sorted by id; class ``i`` is ``categories[i]``.
+        category_ids: the sorted category ids.
+        num_classes: ``len(categories)``.
+        bad_files: undecodable files met so far (in this process) with ``skip_bad``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        domain: str,
+        split: str | Sequence[str],
+        transform: Callable | None = None,
+        train: bool | None = None,
+        skip_bad: bool = False,
+        benchmark: Benchmark | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.domain = domain
+        self.splits = _as_splits(split)
+        self.skip_bad = skip_bad
+        self.bad_files: list[str] = []
+        if transform is None:
+            benchmark = benchmark or load_benchmark(self.root)
+            is_train = ("train" in self.splits) if train is None else train
+            transform = domain_transform(benchmark, domain, is_train)
+        self.transform = transform
+        records = [read_split(split_file(self.root, domain, s)) for s in self.splits]
+        self.categories = _common_categories(records, self.root, domain)
+        self.category_ids = [cat["id"] for cat in self.categories]
+        self.num_classes = len(self.categories)
+        index = {cid: i for i, cid in enumerate(self.category_ids)}
+        self.image_ids: list[int] = []
+        self.file_names: list[str] = []
+        self.labels: list[int] = []
+        for rec in records:
+            self.image_ids += rec.image_ids
+            self.file_names += rec.file_names
+            self.labels += [_class_index(cid, index, rec) for cid in rec.category_ids]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, idx: int) -> tuple[Any, int]:
+        for attempt in range(len(self)):
+            position = (idx + attempt) % len(self)
+            try:
+                image = load_rgb(self.root / self.file_names[position])
+            except CorruptImageError as err:
+                if not self.skip_bad:
+                    raise
+                self.bad_files.append(self.file_names[position])
+                logger.warning("skipping undecodable image: %s", err)
+                continue
+            return self.transform(image), self.labels[position]
+        raise CorruptImageError(f"no decodable image in {self.domain} {'+'.join(self.splits)}")
+
+    def __repr__(self) -> str:
+        return (
+            f"DecathlonDataset(root={str(self.root)!r}, domain={self.domain!r}, "
+            f"split={'+'.join(self.splits)!r}, images={len(self)}, classes={self.num_classes})"
+        )
+
+
+def _class_index(cid: int, index: dict[int, int], rec: SplitRecords) -> int:
+    if cid < 0:
+        return -1
+    if cid not in index:
+        raise ValueError(f"{rec.path}: category id {cid} is not among the file's categories")
+    return index[cid]
+
+
+def _common_categories(records: list[SplitRecords], root: Path, domain: str) -> list[dict]:
+    """The categories shared by all files read; a stripped file borrows the train file's."""
+    with_categories = [rec for rec in records if rec.categories]
+    if not with_categories:
+        return read_split(split_file(root, domain, "train")).categories
+    first = with_categories[0]
+    for rec in with_categories[1:]:
+        if [c["id"] for c in rec.categories] != [c["id"] for c in first.categories]:
+            raise ValueError(f"{rec.path} and {first.path} list different categories")
+    return first.categories

@@ -1,0 +1,85 @@
+"""The challenge submission file (PAPER.md section 5): a JSON list of prefixed id pairs.
+
+``[{"image_id": <prefixed image id>, "category_id": <prefixed category id>}, ...]`` over the test
+images of all domains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from multidomain.data.devkit import read_json
+
+
+def submission_entries(dataset, predicted_class_indices: Sequence[int]) -> list[dict[str, int]]:
+    """Pair each image of ``dataset`` with the category id of its predicted class index.
+
+    Args:
+        dataset: a ``DecathlonDataset`` (needs ``image_ids`` and ``category_ids``), not shuffled.
+        predicted_class_indices: one class index per image, in dataset order (a tensor works).
+
+    Raises:
+        ValueError: when the counts differ or an index is outside ``0..num_classes-1``.
+    """
+    predictions = [int(p) for p in predicted_class_indices]
+    if len(predictions) != len(dataset.image_ids):
+        raise ValueError(
+            f"{len(predictions)} predictions for {len(dataset.image_ids)} images of "
+            f"{dataset.domain!r}: predict every image, in dataset order (no shuffling)"
+        )
+    num_classes = len(dataset.category_ids)
+    bad = [p for p in predictions if not 0 <= p < num_classes]
+    if bad:
+        raise ValueError(f"class index {bad[0]} out of range 0..{num_classes - 1}")
+    return [
+        {"image_id": int(image_id), "category_id": int(dataset.category_ids[p])}
+        for image_id, p in zip(dataset.image_ids, predictions, strict=True)
+    ]
+
+
+def write_submission(path: str | Path, entries: Iterable[dict[str, int]]) -> Path:
+    """Write the submission JSON atomically (temp file, fsync, rename); returns the path.
+
+    Raises:
+        ValueError: when an image id appears twice.
+    """
+    entries = list(entries)
+    ids = [entry["image_id"] for entry in entries]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an image_id appears twice in the submission: predict each image once")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(entries, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_submission(path: str | Path) -> dict[int, int]:
+    """``{image_id: category_id}`` of a submission file.
+
+    Raises:
+        ValueError: naming the first malformed or repeated entry.
+    """
+    content = read_json(path)
+    if not isinstance(content, list):
+        raise ValueError(f"{path}: a submission is a JSON list of {{image_id, category_id}}")
+    predictions: dict[int, int] = {}
+    for entry in content:
+        if not isinstance(entry, dict) or not {"image_id", "category_id"} <= entry.keys():
+            raise ValueError(f"{path}: bad entry {entry!r}: expected image_id and category_id")
+        if entry["image_id"] in predictions:
+            raise ValueError(f"{path}: image_id {entry['image_id']} is predicted twice")
+        predictions[int(entry["image_id"])] = int(entry["category_id"])
+    return predictions
