@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from plain_resnet26_dw import PlainResNet26DW
 
 from multidomain import create_model
+from plain_resnet26_dw import PlainResNet26DW
 
 DOMAINS = {f"domain{i}": 10 for i in range(10)}
 
@@ -93,10 +93,9 @@ def main() -> None:
         for name, value in ips.items():
             print(f"  {name:<24} {value:8.1f}")
         for fmt in ("contiguous", "channels_last"):
-            print(
-                f"  {fmt}: machinery single/plain = {ips[f'single/{fmt}'] / ips[f'plain/{fmt}']:.3f}"
-                f"  mixed10/single = {ips[f'mixed10/{fmt}'] / ips[f'single/{fmt}']:.3f}"
-            )
+            machinery = ips[f"single/{fmt}"] / ips[f"plain/{fmt}"]
+            mixed = ips[f"mixed10/{fmt}"] / ips[f"single/{fmt}"]
+            print(f"  {fmt}: single/plain {machinery:.3f}, mixed10/single = {mixed:.3f}")
         print(
             f"  single channels_last/contiguous = "
             f"{ips['single/channels_last'] / ips['single/contiguous']:.2f}"
