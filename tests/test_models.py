@@ -126,7 +126,7 @@ def test_unknown_model_and_policy_are_explained():
         create_model("resnet26_std", {"a": 2}, share="pointwise")
 
 
-def test_input_sizes_64_and_72_both_work():
+def test_training_and_test_sizes_and_odd_sizes_work():
     model = tiny_model().eval()
-    for size in (64, 72):
+    for size in (64, 72, 36, 33):
         assert model(images(2, size), "alpha").shape == (2, 5)

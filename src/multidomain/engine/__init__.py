@@ -1,0 +1,1 @@
+"""Training and evaluation engine: configs, builders, the training loop, checkpoints, eval."""

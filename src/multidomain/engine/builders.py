@@ -1,0 +1,139 @@
+"""Builders of the training run: model, trainable parameters, optimizer, learning rate.
+
+Each returns one object; parameter groups by owner come from ``models.roles`` (one helper).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from torch import nn, optim
+
+from multidomain.data.benchmark import Benchmark
+from multidomain.engine.config import TrainConfig
+from multidomain.models import MultiDomainNet, create_model
+from multidomain.models.packs import load_model
+from multidomain.models.reshare import reshare
+from multidomain.models.roles import domain_parameters, named_parameter_info
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Accept a model folder (``config.json`` inside) or a run folder (its ``model/``)."""
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no model at {path}: expected a run folder with model/config.json (a finished "
+        "`multidomain train` run) or a folder written by save_model"
+    )
+
+
+def build_model(config: TrainConfig, benchmark: Benchmark) -> MultiDomainNet:
+    """The model a recipe starts from (fresh, or the pretrained one with new domains)."""
+    classes = {d: benchmark.domain(d).num_classes for d in config.data.domains}
+    dropout = {d: p for d, p in config.optim.dropout_per_domain.items() if d in classes}
+    section = config.model
+    if not section.init:
+        options = {"width": section.width, "own_last_pointwise": section.own_last_pointwise}
+        if section.share:
+            options["share"] = section.share
+        return create_model(
+            section.name, classes, dropout=dropout, channels_last=section.channels_last, **options
+        )
+    model = load_model(resolve_model_dir(section.init))
+    _check_pretrained(model, config)
+    source = section.init_domain or next(iter(model.domains))
+    if section.share and section.share != model.config.share:
+        logger.info("re-sharing the pretrained model: %s -> %s", model.config.share, section.share)
+        model = reshare(model, section.share, source_domain=source)
+    for domain, num_classes in classes.items():
+        if domain in model.domains and model.domains[domain] != num_classes:
+            raise ValueError(
+                f"the pretrained model's domain {domain!r} has {model.domains[domain]} classes, "
+                f"the data has {num_classes}: it is another dataset; rename one of them"
+            )
+        if domain not in model.domains:
+            model.add_domain(domain, num_classes, init_from=source, dropout=dropout.get(domain, 0))
+    return model
+
+
+def _check_pretrained(model: MultiDomainNet, config: TrainConfig) -> None:
+    if model.config.name != config.model.name:
+        raise ValueError(
+            f"model.init holds a {model.config.name} but model.name is {config.model.name}: "
+            f"set model.name={model.config.name} or start from a {config.model.name}"
+        )
+    if model.config.width != config.model.width:
+        raise ValueError(
+            f"model.init has width {model.config.width} but model.width is "
+            f"{config.model.width}: set model.width={model.config.width}"
+        )
+    init_domain = config.model.init_domain
+    if init_domain is not None and init_domain not in model.domains:
+        raise ValueError(
+            f"model.init_domain {init_domain!r} is not in the pretrained model "
+            f"(domains: {list(model.domains)})"
+        )
+
+
+def trainable_parameters(model: MultiDomainNet, config: TrainConfig) -> list[nn.Parameter]:
+    """Set ``requires_grad`` for the recipe and return the trained parameters.
+
+    ``pretrain``/``joint``: everything. ``adapt``: what the target domains own (their BN
+    too unless ``optim.train_norm`` is false).
+    """
+    if config.recipe == "adapt":
+        keep = {
+            id(p)
+            for domain in config.data.domains
+            for _, p in domain_parameters(model, domain, config.optim.train_norm)
+        }
+    else:
+        keep = {id(p) for p in model.parameters()}
+    for param in model.parameters():
+        param.requires_grad_(id(param) in keep)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def trains_shared(model: MultiDomainNet) -> bool:
+    """Whether any shared (domain-less) parameter is trained."""
+    return any(p.requires_grad and i.domain is None for _, p, i in named_parameter_info(model))
+
+
+def build_optimizer(model: MultiDomainNet, config: TrainConfig) -> optim.Optimizer:
+    """SGD with momentum; one parameter group per owner (shared, or a domain) so each domain
+    gets its own weight decay (PAPER.md section 4)."""
+    groups: dict[str | None, list[nn.Parameter]] = {}
+    for _, param, info in named_parameter_info(model):
+        if param.requires_grad:
+            groups.setdefault(info.domain, []).append(param)
+    decay = config.optim.weight_decay_per_domain
+    return optim.SGD(
+        [
+            {
+                "params": params,
+                "owner": owner or "shared",
+                "weight_decay": decay.get(owner, config.optim.weight_decay),
+            }
+            for owner, params in groups.items()
+        ],
+        lr=config.optim.lr,
+        momentum=config.optim.momentum,
+    )
+
+
+def build_scheduler(config: TrainConfig):
+    """``lr_at(epoch)``: step decay by ``lr_gamma`` at each of ``lr_milestones`` (epochs).
+
+    A pure function of the epoch, so a resumed run needs no scheduler state.
+    """
+
+    def lr_at(epoch: int) -> float:
+        passed = sum(1 for milestone in config.optim.lr_milestones if epoch >= milestone)
+        return config.optim.lr * config.optim.lr_gamma**passed
+
+    return lr_at

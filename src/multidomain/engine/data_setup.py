@@ -1,0 +1,71 @@
+"""Data for a run: the devkit root (building the offline mini-decathlon when asked), the
+benchmark, and the training / validation samples of the run's domains."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from multidomain.data.benchmark import Benchmark, load_benchmark
+from multidomain.data.dataset import DecathlonDataset
+from multidomain.data.loader import build_datasets, default_workers
+from multidomain.engine.batches import SeededSamples
+from multidomain.engine.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_root(data: DataConfig) -> Path:
+    """The data root, built first when ``prepare_offline`` is set and it is missing."""
+    root = Path(data.root).expanduser()
+    if data.prepare_offline:
+        from multidomain.data.offline.builder import prepare_offline
+
+        prepare_offline(root, image_size=data.offline_image_size)
+    if not (root / "annotations").is_dir():
+        raise FileNotFoundError(
+            f"no devkit tree at {root} (no annotations/ folder): point data.root at the Visual "
+            "Decathlon root, or build the offline mini-decathlon with "
+            f"`multidomain data prepare-offline --out {root}`"
+        )
+    return root
+
+
+def check_domains(benchmark: Benchmark, domains: list[str]) -> None:
+    for domain in domains:
+        benchmark.domain(domain)  # raises naming the valid domains
+
+
+def workers(data: DataConfig) -> int:
+    return default_workers() if data.workers is None else data.workers
+
+
+def build_samples(
+    root: Path, data: DataConfig, benchmark: Benchmark, seed: int
+) -> tuple[SeededSamples, SeededSamples | None]:
+    """Training samples and validation samples (None under the ``trainval`` protocol)."""
+    train, val = {}, {}
+    for domain in data.domains:
+        train[domain], val[domain] = build_datasets(
+            root, domain, data.protocol, skip_bad=data.skip_bad, benchmark=benchmark
+        )
+    validation = SeededSamples(val) if data.protocol == "train" else None
+    return SeededSamples(train, seed=seed), validation
+
+
+def split_samples(
+    root: Path, domains: list[str], split: str, benchmark: Benchmark, skip_bad: bool = False
+) -> SeededSamples:
+    """Evaluation samples (recipe test transform) of one split for several domains."""
+    return SeededSamples(
+        {
+            domain: DecathlonDataset(
+                root, domain, split, train=False, skip_bad=skip_bad, benchmark=benchmark
+            )
+            for domain in domains
+        }
+    )
+
+
+def load_root_benchmark(root: Path) -> Benchmark:
+    return load_benchmark(root)

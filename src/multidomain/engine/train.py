@@ -1,0 +1,336 @@
+"""The training loop of every recipe (PAPER.md section 4): one domain per batch on a seeded
+schedule, best checkpoint chosen on validation, crash-safe checkpoints and exact resume.
+
+Model selection: when shared weights train (``pretrain``, ``joint``) the whole model is kept at
+its best mean validation accuracy; when only per-domain weights train (``adapt``) each domain
+keeps its own best epoch, since domains cannot affect each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from multidomain.engine import builders, data_setup
+from multidomain.engine.batches import epoch_plan, plan_loader, seed_for
+from multidomain.engine.bn_guard import is_collapsed, reestimate_bn
+from multidomain.engine.checkpoint import (
+    BestUpdate,
+    latest_checkpoint,
+    load_optimizer_state,
+    save_checkpoint,
+)
+from multidomain.engine.config import TrainConfig
+from multidomain.engine.distributed import barrier, init_distributed, resolve_device, unwrap, wrap
+from multidomain.engine.evaluate import autocast, evaluate
+from multidomain.engine.logs import MetricsLog
+from multidomain.engine.run_dir import prepare_run_dir, publish_model
+from multidomain.io import read_json, write_json
+from multidomain.models.packs import load_model
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+@dataclass
+class RunState:
+    """Where a run stands; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed within the current epoch
+    global_step: int = 0
+    best: dict[str, float] = field(default_factory=dict)  # "mean" or domain -> val accuracy
+    best_epoch: dict[str, int] = field(default_factory=dict)
+    train_accuracy: dict[str, float] = field(default_factory=dict)  # of the last epoch
+
+
+class Trainer:
+    """Holds what one run needs; :meth:`fit` trains it to the end (or to ``run.max_steps``)."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path) -> None:
+        self.config, self.run_dir = config, run_dir
+        self.info = init_distributed()
+        self.device = resolve_device(config.run.device, self.info)
+        self.root = data_setup.resolve_root(config.data)
+        self.benchmark = data_setup.load_root_benchmark(self.root)
+        data_setup.check_domains(self.benchmark, config.data.domains)
+        self.checkpoint = latest_checkpoint(run_dir)
+        if self.checkpoint is not None:
+            self.model = load_model(self.checkpoint / "model")
+        else:
+            self.model = builders.build_model(config, self.benchmark)
+        self.model.to(self.device)
+        builders.trainable_parameters(self.model, config)
+        self.per_domain_best = not builders.trains_shared(self.model)
+        self.optimizer = builders.build_optimizer(self.model, config)
+        self.lr_at = builders.build_scheduler(config)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.run.precision == "fp16")
+        self.train_samples, self.val_samples = data_setup.build_samples(
+            self.root, config.data, self.benchmark, config.run.seed
+        )
+        workers, pin = data_setup.workers(config.data), self.device.type == "cuda"
+        self.train_loader, self.train_sampler = plan_loader(self.train_samples, workers, pin)
+        if self.val_samples is not None:
+            self.val_loader, self.val_sampler = plan_loader(self.val_samples, workers, pin)
+        self.net = wrap(self.model, self.info, self.device)
+        self.log = MetricsLog(run_dir, self.info.is_main, config.run.tensorboard)
+        self.state = RunState()
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _restore(self, folder: Path) -> None:
+        saved = load_optimizer_state(folder)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.state = RunState(**read_json(folder / "state.json", "checkpoint state"))
+        logger.info(
+            "resuming from %s (epoch %d, step %d)",
+            folder.name,
+            self.state.epoch + 1,
+            self.state.step,
+        )
+
+    def save(self, best: BestUpdate | None = None) -> None:
+        """Checkpoint (main rank); ``best`` names the parts that are newly best."""
+        if self.info.is_main:
+            optimizer_state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+            }
+            save_checkpoint(
+                self.run_dir,
+                unwrap(self.net),
+                optimizer_state,
+                asdict(self.state),
+                best or BestUpdate(),
+            )
+        barrier(self.info)
+
+    # -- training --------------------------------------------------------------------------
+    def fit(self) -> bool:
+        """Train until the last epoch; returns False when stopped early by ``run.max_steps``."""
+        epochs = self.config.optim.epochs
+        while self.state.epoch < epochs:
+            if not self.train_one_epoch(self.state.epoch):
+                logger.info(
+                    "stopped at run.max_steps=%s; continue with --resume", self.config.run.max_steps
+                )
+                return False
+            self.end_of_epoch(self.state.epoch)
+        if self.info.is_main:
+            final = latest_checkpoint(self.run_dir)
+            publish_model(
+                final / ("best" if self.val_samples is not None else "model"), self.run_dir
+            )
+            write_json(self.run_dir / "summary.json", asdict(self.state))
+        self.log.close()
+        return True
+
+    def train_one_epoch(self, epoch: int) -> bool:
+        cfg = self.config
+        plan = epoch_plan(
+            self.train_samples,
+            cfg.data.batch_size,
+            cfg.run.seed,
+            epoch,
+            cfg.run.schedule,
+            self.info.rank,
+            self.info.world,
+        )
+        self.train_sampler.set_plan(plan, epoch, start=self.state.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(epoch)
+        self.net.train()
+        self._freeze_untrained_norms()
+        meters: dict[str, list[float]] = {}  # domain -> [correct, count]
+        bar = tqdm(
+            total=len(plan),
+            initial=self.state.step,
+            unit="batch",
+            leave=False,
+            desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+            # None: tqdm shows the bar on a terminal only
+            disable=None if cfg.run.progress and self.info.is_main else True,
+        )
+        tick, images_done = time.perf_counter(), 0
+        for step, (images, labels) in enumerate(self.train_loader, start=self.state.step):
+            domain = plan[step][0]
+            loss, correct = self.train_step(images, labels, domain, epoch, step)
+            meter = meters.setdefault(domain, [0, 0])
+            meter[0] += correct
+            meter[1] += labels.shape[0]
+            images_done += labels.shape[0] * self.info.world
+            self.state.step, self.state.global_step = step + 1, self.state.global_step + 1
+            rate = images_done / max(time.perf_counter() - tick, 1e-9)
+            bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{rate:.0f}", refresh=False)
+            bar.update(1)
+            if self.state.global_step % cfg.run.log_every == 0:
+                self.log.write(
+                    "train",
+                    self.state.global_step,
+                    epoch=epoch,
+                    domain=domain,
+                    loss=loss,
+                    lr=self.lr_at(epoch),
+                    images_per_s=rate,
+                )
+            if self.state.global_step % cfg.run.checkpoint_every == 0:
+                self.save()
+            if cfg.run.max_steps and self.state.global_step >= cfg.run.max_steps:
+                bar.close()
+                self.save()
+                return False
+        bar.close()
+        self.state.train_accuracy = {d: 100.0 * c / max(n, 1) for d, (c, n) in meters.items()}
+        self.log.write(
+            "epoch",
+            self.state.global_step,
+            epoch=epoch,
+            images_per_s=rate,
+            train_accuracy=self.state.train_accuracy,
+        )
+        return True
+
+    def train_step(self, images, labels, domain: str, epoch: int, step: int) -> tuple[float, int]:
+        torch.manual_seed(seed_for(self.config.run.seed, epoch, step, 7))  # dropout masks
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        with autocast(self.device, self.config.run.precision):
+            logits = self.net(images, domain)
+            loss = F.cross_entropy(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (domain {domain!r}); "
+                f"nothing was saved after it: the last good checkpoint in {self.run_dir} is "
+                "intact. Lower optim.lr or check the data, then --resume"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.item(), int((logits.detach().argmax(1) == labels).sum())
+
+    def _freeze_untrained_norms(self) -> None:
+        """BN layers with frozen parameters keep their running statistics too."""
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in module.parameters()
+            ):
+                module.eval()
+
+    # -- validation and model selection ---------------------------------------------------
+    def end_of_epoch(self, epoch: int) -> None:
+        self.state.epoch, self.state.step = epoch + 1, 0
+        if self.val_samples is None:  # trainval protocol: nothing to select on, keep the last
+            self.save(BestUpdate(frozenset(self.model.domains), shared=True))
+            return
+        accuracies = self.validate(epoch)
+        self.log.write(
+            "val",
+            self.state.global_step,
+            epoch=epoch,
+            accuracy=accuracies,
+            mean_accuracy=sum(accuracies.values()) / len(accuracies),
+        )
+        self.save(self._best_update(accuracies, epoch))
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        from multidomain.engine.batches import eval_plan
+
+        plan = eval_plan(
+            self.val_samples, self.config.data.eval_batch_size, self.info.rank, self.info.world
+        )
+        results = evaluate(
+            self.net,
+            self.val_loader,
+            self.val_sampler,
+            plan,
+            self.device,
+            self.config.run.precision,
+            self.info,
+        )
+        accuracies = {d: r.accuracy for d, r in results.items()}
+        for domain, accuracy in list(accuracies.items()):
+            train_accuracy = self.state.train_accuracy.get(domain, 0.0)
+            if is_collapsed(train_accuracy, accuracy, self.model.domains[domain]):
+                accuracies[domain] = self._handle_collapse(domain, train_accuracy, accuracy)
+        return accuracies
+
+    def _handle_collapse(self, domain: str, train_accuracy: float, accuracy: float) -> float:
+        logger.warning(
+            "domain %s: train accuracy %.1f%% but eval-mode accuracy %.1f%% (chance %.1f%%): "
+            "its batch-norm running statistics do not describe its data (the collapse seen in "
+            "the official daimlerpedcls log). %s",
+            domain,
+            train_accuracy,
+            accuracy,
+            100.0 / self.model.domains[domain],
+            "Re-estimating them on training images."
+            if self.config.run.bn_guard
+            else "Set run.bn_guard=true to re-estimate them, "
+            "or run `multidomain eval --bn-reestimate`.",
+        )
+        self.log.write(
+            "bn_collapse",
+            self.state.global_step,
+            domain=domain,
+            train_accuracy=train_accuracy,
+            eval_accuracy=accuracy,
+        )
+        if not self.config.run.bn_guard:
+            return accuracy
+        from multidomain.engine.batches import eval_plan
+
+        plan = [
+            p for p in eval_plan(self.train_samples, self.config.data.batch_size) if p[0] == domain
+        ]
+        reestimate_bn(self.model, domain, self.train_loader, self.train_sampler, plan, self.device)
+        val_plan = [
+            p
+            for p in eval_plan(self.val_samples, self.config.data.eval_batch_size)
+            if p[0] == domain
+        ]
+        fixed = evaluate(
+            self.net,
+            self.val_loader,
+            self.val_sampler,
+            val_plan,
+            self.device,
+            self.config.run.precision,
+        )[domain].accuracy
+        logger.warning("domain %s: eval accuracy after BN re-estimation: %.1f%%", domain, fixed)
+        return fixed
+
+    def _best_update(self, accuracies: dict[str, float], epoch: int) -> BestUpdate:
+        best, best_epoch = self.state.best, self.state.best_epoch
+        if self.per_domain_best:
+            improved = {d for d, a in accuracies.items() if a > best.get(d, -math.inf)}
+            for domain in improved:
+                best[domain], best_epoch[domain] = accuracies[domain], epoch
+            return BestUpdate(frozenset(improved), shared=False)
+        mean = sum(accuracies.values()) / len(accuracies)
+        if mean <= best.get("mean", -math.inf):
+            return BestUpdate()
+        best["mean"], best_epoch["mean"] = mean, epoch
+        best.update(accuracies)
+        return BestUpdate(frozenset(self.model.domains), shared=True)
+
+
+def run_training(config: TrainConfig | None, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train (or resume) a run in ``run_dir``; returns the folder of the final model."""
+    run_dir = Path(run_dir)
+    config = prepare_run_dir(run_dir, config, resume)
+    trainer = Trainer(config, run_dir)
+    trainer.fit()
+    return run_dir / "model"

@@ -1,0 +1,40 @@
+"""Convert a model to another sharing policy, keeping every domain's function.
+
+Each domain's *view* of the network (the shared tensors plus its own) is a complete
+single-domain network. Re-sharing builds the model under the new policy and fills every
+per-domain tensor from that domain's view; a tensor that becomes shared is taken from the view of
+``source_domain``. Going from ``pointwise`` to ``none`` (independent networks, e.g. to fine-tune
+every parameter per domain) is exact for every domain.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from multidomain.models._registry import build_model
+from multidomain.models.base import MultiDomainNet
+from multidomain.models.packs import domain_state_dict, shared_state_dict
+
+
+def domain_view(model: MultiDomainNet, domain: str) -> dict[str, torch.Tensor]:
+    """``domain``'s single-domain network: shared tensors and its own, keys without names."""
+    return {**shared_state_dict(model), **domain_state_dict(model, domain)}
+
+
+@torch.no_grad()
+def reshare(model: MultiDomainNet, share: str, source_domain: str | None = None) -> MultiDomainNet:
+    """A copy of ``model`` under sharing policy ``share`` (see module docstring)."""
+    source_domain = source_domain or next(iter(model.domains))
+    model._check_domain(source_domain)
+    config = copy.deepcopy(model.config)
+    config.share = share
+    result = build_model(config)
+    views = {domain: domain_view(model, domain) for domain in model.domains}
+    for key, target in shared_state_dict(result, keep_vars=True).items():
+        target.copy_(views[source_domain][key])
+    for domain in result.domains:
+        for key, target in domain_state_dict(result, domain, keep_vars=True).items():
+            target.copy_(views[domain][key])
+    return result
