@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from multidomain.models import create_model
+from multidomain.models import build_model, create_model
 from multidomain.models.roles import named_parameter_info
 
 REFERENCE_MODEL = "resnet26_std"
@@ -64,6 +64,18 @@ def reference_parameters(width: float = 1.0) -> int:
     with torch.device("meta"):  # counts shapes only; allocates nothing
         reference = create_model(REFERENCE_MODEL, {"reference": 1}, width=width)
     return sum(p.numel() for _, p, info in named_parameter_info(reference) if info.role != "head")
+
+
+def independent_parameters(model: nn.Module) -> int:
+    """Parameters of one independent network per domain (same architecture and heads): the
+    cost of not sharing anything, against which the paper's savings are measured."""
+    import copy
+
+    config = copy.deepcopy(model.config)
+    config.share = "none"
+    with torch.device("meta"):
+        independent = build_model(config)
+    return sum(p.numel() for p in independent.parameters())
 
 
 def format_report(report: ParamReport) -> str:

@@ -29,6 +29,7 @@ from multidomain.data.devkit import (
     write_json_atomic,
 )
 from multidomain.data.offline import DOMAIN_SPECS, SOURCE_DOMAIN, DomainSpec, spec_by_name
+from multidomain.data.offline.baselines import apply_shipped_baselines
 from multidomain.data.offline.common import SourceImages
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def prepare_offline(
     params = _params(image_size, seed, max_per_class, domains)
     if not force and is_complete(out, params):
         logger.info("%s already holds a complete mini-decathlon: reusing it", out)
+        apply_shipped_baselines(out, image_size, seed, max_per_class)
         return out
     specs = [spec_by_name(name) for name in domains] if domains else list(DOMAIN_SPECS)
     start = time.perf_counter()
@@ -234,6 +236,7 @@ def prepare_offline(
         "domains": entries,
     }
     write_json_atomic(out / BENCHMARK_FILE, benchmark, indent=2)
+    apply_shipped_baselines(out, image_size, seed, max_per_class)
     write_json_atomic(out / COMPLETE_MARKER, {"params": params}, indent=2)
     (out / BUILDING_MARKER).unlink(missing_ok=True)
     logger.info("built the mini-decathlon in %s in %.1f s", out, time.perf_counter() - start)

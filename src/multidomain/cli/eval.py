@@ -1,0 +1,39 @@
+"""``multidomain eval``: per-domain top-1, Decathlon score and parameters of a finished run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from multidomain.engine.eval_run import evaluate_run
+from multidomain.engine.report import format_eval_table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a run's model (table + eval.json; results.json for the test split)",
+        description="Evaluate RUN_DIR/model per domain: top-1, mean, Decathlon score S against "
+        "the benchmark's baselines, parameter accounting.",
+    )
+    parser.add_argument("--run", required=True, type=Path, help="run folder")
+    parser.add_argument("--split", choices=("val", "test"), default="test")
+    parser.add_argument("--data", type=Path, help="devkit root (default: the run's data.root)")
+    parser.add_argument("--domains", nargs="+", help="evaluate only these domains")
+    parser.add_argument(
+        "--bn-reestimate",
+        action="store_true",
+        help="recompute each domain's BN running statistics on its training images first",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="loader processes")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = evaluate_run(
+        args.run, args.split, args.data, args.domains, args.bn_reestimate, args.workers
+    )
+    print(format_eval_table(report))
+    print(f"\nwritten: {args.run / 'eval.json'}", end="")
+    print(f", {args.run / 'results.json'}" if args.split == "test" else "")
+    return 0

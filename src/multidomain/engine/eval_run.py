@@ -1,0 +1,153 @@
+"""Evaluate a finished run: per-domain top-1, mean, Decathlon score, parameter accounting;
+``eval.json`` in the run folder and, for the test split, the challenge ``results.json``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from multidomain.data.benchmark import Benchmark
+from multidomain.data.submission import submission_entries, write_submission
+from multidomain.engine import data_setup
+from multidomain.engine.batches import eval_plan, plan_loader
+from multidomain.engine.bn_guard import reestimate_bn
+from multidomain.engine.config import DataConfig
+from multidomain.engine.distributed import DistInfo, resolve_device
+from multidomain.engine.evaluate import DomainResult, evaluate
+from multidomain.engine.run_dir import CONFIG_FILE
+from multidomain.io import write_json
+from multidomain.metrics.decathlon_score import domain_points
+from multidomain.metrics.params import count_parameters, independent_parameters
+from multidomain.models import MultiDomainNet
+from multidomain.models.packs import load_model
+
+logger = logging.getLogger(__name__)
+
+
+def load_run_model(run_dir: Path) -> MultiDomainNet:
+    model_dir = Path(run_dir) / "model"
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} holds no finished model (no model/config.json): finish the run with "
+            f"`multidomain train --out {run_dir} --resume`"
+        )
+    return load_model(model_dir)
+
+
+def run_data_root(run_dir: Path, data_root: str | Path | None) -> Path:
+    """``--data`` if given, else the run config's data root."""
+    if data_root is not None:
+        return data_setup.resolve_root(DataConfig(root=str(data_root)))
+    from multidomain.engine.config import load_config
+
+    return data_setup.resolve_root(load_config(Path(run_dir) / CONFIG_FILE).data)
+
+
+def select_domains(model: MultiDomainNet, benchmark: Benchmark, requested: list[str] | None):
+    """The model's domains that the data holds (or the requested ones, checked)."""
+    if requested:
+        for domain in requested:
+            if domain not in model.domains:
+                raise ValueError(
+                    f"the model has no domain {domain!r}; its domains: {list(model.domains)}"
+                )
+            benchmark.domain(domain)
+        return list(requested)
+    domains = [d for d in model.domains if d in benchmark.domains]
+    if not domains:
+        raise ValueError(
+            f"the data ({benchmark.name}) holds none of the model's domains {list(model.domains)}"
+        )
+    return domains
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    data_root: str | Path | None = None,
+    domains: list[str] | None = None,
+    bn_reestimate: bool = False,
+    workers: int = 0,
+) -> dict[str, Any]:
+    """Evaluate ``RUN_DIR/model`` on ``split``; writes ``eval.json`` (and ``results.json``)."""
+    run_dir = Path(run_dir)
+    model = load_run_model(run_dir)
+    root = run_data_root(run_dir, data_root)
+    benchmark = data_setup.load_root_benchmark(root)
+    domains = select_domains(model, benchmark, domains)
+    device = resolve_device("auto", DistInfo())
+    model.to(device)
+    samples = data_setup.split_samples(root, domains, split, benchmark)
+    loader, sampler = plan_loader(samples, workers, device.type == "cuda")
+    if bn_reestimate:
+        _reestimate(model, root, domains, benchmark, device, workers)
+    results = evaluate(model, loader, sampler, eval_plan(samples, 128), device)
+    report = build_report(model, benchmark, results, split, root)
+    write_json(run_dir / "eval.json", report)
+    if split == "test":
+        entries = []
+        for domain, dataset in zip(samples.domains, samples.datasets, strict=True):
+            entries += submission_entries(dataset, results[domain].predictions)
+        write_submission(run_dir / "results.json", entries)
+    return report
+
+
+def _reestimate(model, root, domains, benchmark, device, workers) -> None:
+    train = data_setup.split_samples(root, domains, "train", benchmark)
+    loader, sampler = plan_loader(train, workers, device.type == "cuda")
+    plan = eval_plan(train, 64)
+    for domain in domains:
+        used = reestimate_bn(
+            model, domain, loader, sampler, [p for p in plan if p[0] == domain], device
+        )
+        logger.info("re-estimated BN statistics of %s on %d training images", domain, used)
+
+
+def build_report(
+    model: MultiDomainNet,
+    benchmark: Benchmark,
+    results: dict[str, DomainResult],
+    split: str,
+    root: Path,
+) -> dict[str, Any]:
+    """The content of ``eval.json``."""
+    params = count_parameters(model)
+    baselines = {d: benchmark.domain(d).baseline_accuracy for d in results}
+    per_domain = {}
+    for domain, result in results.items():
+        labelled = result.count > 0
+        baseline = baselines[domain]
+        per_domain[domain] = {
+            "accuracy": result.accuracy if labelled else None,
+            "images": len(result.predictions),
+            "own_parameters": params.per_domain[domain],
+            "head_parameters": params.heads[domain],
+            "baseline_accuracy": baseline,
+            "points": domain_points(result.accuracy, baseline)
+            if labelled and baseline is not None
+            else None,
+        }
+    accuracies = [v["accuracy"] for v in per_domain.values() if v["accuracy"] is not None]
+    points = [v["points"] for v in per_domain.values()]
+    complete = all(p is not None for p in points)
+    independent = independent_parameters(model)
+    return {
+        "split": split,
+        "data_root": str(root),
+        "benchmark": benchmark.name,
+        "domains": per_domain,
+        "mean_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
+        "score": sum(points) if complete else None,
+        "score_note": None if complete else _score_note(per_domain),
+        "parameters": params.to_dict(),
+        "independent_parameters": independent,
+        "ratio_to_independent": params.total / independent,
+    }
+
+
+def _score_note(per_domain: dict[str, dict]) -> str:
+    missing = [d for d, v in per_domain.items() if v["baseline_accuracy"] is None]
+    if missing:
+        return f"no baseline accuracy for {', '.join(missing)}: the score needs them"
+    return "the split has no labels here: submit results.json to the challenge server"
