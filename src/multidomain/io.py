@@ -43,10 +43,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
+def write_json(
+    path: str | os.PathLike, data: Any, indent: int | None = 2, sort_keys: bool = False
+) -> None:
+    """Write ``data`` as JSON, atomically (``sort_keys`` for byte-reproducible files)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
@@ -55,6 +57,6 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+        raise ValueError(f"{path} is not valid JSON ({err}): rewrite or re-create it") from err

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from importlib import import_module
 
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
-_COMMAND_MODULES = ("params", "data", "score", "train", "eval", "demo")
+_COMMAND_MODULES = ("params", "data", "score", "train", "eval", "demo", "baseline")
 
 
 def build_parser() -> argparse.ArgumentParser:

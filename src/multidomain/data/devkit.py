@@ -17,12 +17,11 @@ domains. Each image has one annotation whose id equals the image id.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from multidomain.io import read_json, write_json
 
 ID_STRIDE = 10_000_000
 SPLITS = ("train", "val", "test")
@@ -97,15 +96,6 @@ class SplitRecords:
         return any(cid >= 0 for cid in self.category_ids)
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file, with an error that names the file when it is not valid JSON."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): rewrite or re-extract it") from err
-
-
 def read_split(path: str | Path) -> SplitRecords:
     """Parse one devkit annotation file (labelled or stripped)."""
     content = read_json(path)
@@ -123,20 +113,8 @@ def read_split(path: str | Path) -> SplitRecords:
 
 
 def write_json_atomic(path: str | Path, content: Any, indent: int | None = None) -> None:
-    """Write JSON deterministically (sorted keys) via a temp file, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=indent, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON deterministically (sorted keys), atomically."""
+    write_json(path, content, indent=indent, sort_keys=True)
 
 
 def split_document(

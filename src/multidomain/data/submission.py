@@ -6,13 +6,10 @@ images of all domains.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from multidomain.data.devkit import read_json
+from multidomain.io import read_json, write_json
 
 
 def submission_entries(dataset, predicted_class_indices: Sequence[int]) -> list[dict[str, int]]:
@@ -52,17 +49,7 @@ def write_submission(path: str | Path, entries: Iterable[dict[str, int]]) -> Pat
     if len(set(ids)) != len(ids):
         raise ValueError("an image_id appears twice in the submission: predict each image once")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(entries, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, entries, indent=None)
     return path
 
 
