@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/multidomain params --model resnet26_dw --domains decathlon
+	$(VENV)/bin/multidomain demo
 
 test: install
 	$(PY) -m ruff check src tests benchmarks
