@@ -7,6 +7,7 @@ from pathlib import Path
 
 from multidomain.engine.config import load_config
 from multidomain.engine.recipes import resolve_config_path
+from multidomain.engine.run_dir import CONFIG_FILE
 from multidomain.engine.train import run_training
 
 
@@ -38,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     config = None
     if args.config or args.overrides:
         path = resolve_config_path(args.config) if args.config else None
+        saved = args.out / CONFIG_FILE
+        if path is None and args.resume and saved.is_file():
+            path = saved  # --resume --set KEY=VALUE: change a setting of the saved config
         config = load_config(path, args.overrides)
     model_dir = run_training(config, args.out, resume=args.resume)
     print(f"model written to {model_dir}")

@@ -76,14 +76,24 @@ def save_checkpoint(
         torch.save(optimizer_state, tmp / "optimizer.pt")
         write_json(tmp / "state.json", state)
         _fsync_tree(tmp)
-        final = root / name
-        if final.exists():  # same step from an earlier try that died before naming it latest
-            shutil.rmtree(final)
+        final = _free_name(root, name)
         os.replace(tmp, final)
-        write_json(root / LATEST, {"dir": name})
+        write_json(root / LATEST, {"dir": final.name})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _remove_stale(root, keep=name)
+    _remove_stale(root, keep=final.name)
+    return final
+
+
+def _free_name(root: Path, name: str) -> Path:
+    """``root / name``, or ``name-2``, ``name-3``... when a step is saved again (a periodic
+    save then the epoch's end, or a try that died before naming it latest): the existing
+    folder may be the one ``latest.json`` names, so it is never deleted before the new one
+    is in place (``_remove_stale`` removes it after)."""
+    final, n = root / name, 1
+    while final.exists():
+        n += 1
+        final = root / f"{name}-{n}"
     return final
 
 

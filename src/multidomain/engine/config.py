@@ -15,6 +15,7 @@ Recipes (PAPER.md section 4):
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,8 @@ _SECTIONS = {"data": DataConfig, "model": ModelSection, "optim": OptimConfig, "r
 
 
 def _positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
@@ -156,7 +159,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"bad --set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
-        value = yaml.safe_load(raw) if raw else None
+        value = _parse_value(raw)
         parts = key.split(".")
         if len(parts) == 1:
             data[key] = value
@@ -168,6 +171,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 f"{sorted(_SECTIONS)}"
             )
     return data
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML, except that ``1e-3`` is a number: YAML 1.1 (PyYAML) reads it as a string."""
+    value = yaml.safe_load(raw) if raw else None
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
+        return float(value)
+    return value
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

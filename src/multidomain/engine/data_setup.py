@@ -11,6 +11,7 @@ from multidomain.data.dataset import DecathlonDataset
 from multidomain.data.loader import build_datasets, default_workers
 from multidomain.engine.batches import SeededSamples
 from multidomain.engine.config import DataConfig
+from multidomain.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +20,16 @@ def resolve_root(data: DataConfig) -> Path:
     """The data root, built first when ``prepare_offline`` is set and it is missing."""
     root = Path(data.root).expanduser()
     if data.prepare_offline:
-        from multidomain.data.offline.builder import prepare_offline
+        from multidomain.data.offline.builder import COMPLETE_MARKER, is_complete, prepare_offline
 
-        prepare_offline(root, image_size=data.offline_image_size)
+        if is_complete(root):
+            # reused as built (a smaller build given with --data is the user's data, not to be
+            # rebuilt with the recipe's size); reusing still fills in the shipped baselines
+            built = read_json(root / COMPLETE_MARKER, "build marker")["params"]
+            options = ("image_size", "seed", "max_per_class", "domains")
+            prepare_offline(root, **{k: built[k] for k in options})
+        else:
+            prepare_offline(root, image_size=data.offline_image_size)
     if not (root / "annotations").is_dir():
         raise FileNotFoundError(
             f"no devkit tree at {root} (no annotations/ folder): point data.root at the Visual "

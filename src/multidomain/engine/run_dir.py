@@ -66,6 +66,8 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig | None, resume: bool) -> 
             f"drop those settings or start a new run with another --out"
         )
     merged = load_config(saved_path, [f"{k}={_yaml_value(new[k])}" for k in RESUME_MUTABLE])
+    if merged != saved:  # the folder records what the run uses now (a later --resume too)
+        write_config(run_dir, merged)
     return merged
 
 

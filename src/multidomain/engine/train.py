@@ -52,6 +52,8 @@ class RunState:
     best: dict[str, float] = field(default_factory=dict)  # "mean" or domain -> val accuracy
     best_epoch: dict[str, int] = field(default_factory=dict)
     train_accuracy: dict[str, float] = field(default_factory=dict)  # of the last epoch
+    # domain -> [correct, count] so far in this epoch, so a resumed epoch keeps counting
+    epoch_counts: dict[str, list[int]] = field(default_factory=dict)
 
 
 class Trainer:
@@ -71,6 +73,8 @@ class Trainer:
         if self.checkpoint is not None:
             self.model = load_model(self.checkpoint / "model")
         else:
+            # the initial weights (and new heads) come from run.seed, not from what ran before
+            torch.manual_seed(config.run.seed)
             self.model = builders.build_model(config, self.benchmark)
         self.model.to(self.device)
         builders.trainable_parameters(self.model, config)
@@ -156,7 +160,9 @@ class Trainer:
             group["lr"] = self.lr_at(epoch)
         self.net.train()
         self._freeze_untrained_norms()
-        meters: dict[str, list[float]] = {}  # domain -> [correct, count]
+        if self.state.step == 0:
+            self.state.epoch_counts = {}
+        meters = self.state.epoch_counts
         bar = tqdm(
             total=len(plan),
             initial=self.state.step,
@@ -166,7 +172,8 @@ class Trainer:
             # None: tqdm shows the bar on a terminal only
             disable=None if cfg.run.progress and self.info.is_main else True,
         )
-        tick, images_done = time.perf_counter(), 0
+        # rate stays 0 when resuming an epoch whose steps were all done before its validation
+        tick, images_done, rate = time.perf_counter(), 0, 0.0
         for step, (images, labels) in enumerate(self.train_loader, start=self.state.step):
             domain = plan[step][0]
             loss, correct = self.train_step(images, labels, domain, epoch, step)
@@ -213,16 +220,25 @@ class Trainer:
             logits = self.net(images, domain)
             loss = F.cross_entropy(logits.float(), labels)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (domain {domain!r}); "
-                f"nothing was saved after it: the last good checkpoint in {self.run_dir} is "
-                "intact. Lower optim.lr or check the data, then --resume"
-            )
+            raise self._diverged(f"loss is {loss.item()}", epoch, step, domain)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        # A huge but finite loss can overflow in backward: stepping would save NaN weights.
+        # (fp16's GradScaler skips such steps itself.)
+        if not self.scaler.is_enabled() and not _finite_gradients(self.model):
+            raise self._diverged(
+                f"gradients are not finite (loss {loss.item():.3g})", epoch, step, domain
+            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.item(), int((logits.detach().argmax(1) == labels).sum())
+
+    def _diverged(self, what: str, epoch: int, step: int, domain: str) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"{what} at epoch {epoch + 1}, step {step + 1} (domain {domain!r}); "
+            f"nothing was saved after it: the last good checkpoint in {self.run_dir} is "
+            "intact. Lower optim.lr or check the data, then --resume"
+        )
 
     def _freeze_untrained_norms(self) -> None:
         """BN layers with frozen parameters keep their running statistics too."""
@@ -328,6 +344,11 @@ class Trainer:
         best["mean"], best_epoch["mean"] = mean, epoch
         best.update(accuracies)
         return BestUpdate(frozenset(self.model.domains), shared=True)
+
+
+def _finite_gradients(model: torch.nn.Module) -> bool:
+    finite = [torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None]
+    return bool(torch.stack(finite).all()) if finite else True
 
 
 def run_training(config: TrainConfig | None, run_dir: str | Path, resume: bool = False) -> Path:
