@@ -173,15 +173,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 numbers: PyYAML (YAML 1.1) reads ``1e-3`` as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
 def _parse_value(raw: str) -> Any:
-    """YAML, except that ``1e-3`` is a number: YAML 1.1 (PyYAML) reads it as a string."""
-    value = yaml.safe_load(raw) if raw else None
-    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
-        return float(value)
-    return value
-
-
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+    return yaml.load(raw, Loader=_Loader) if raw else None
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
@@ -191,7 +195,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_Loader) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config is a YAML mapping of sections")
     return config_from_dict(apply_overrides(data, list(overrides)), origin=str(path or "config"))

@@ -237,7 +237,8 @@ class Trainer:
         return TrainingDiverged(
             f"{what} at epoch {epoch + 1}, step {step + 1} (domain {domain!r}); "
             f"nothing was saved after it: the last good checkpoint in {self.run_dir} is "
-            "intact. Lower optim.lr or check the data, then --resume"
+            "intact. Resuming would repeat the same steps: check the data, or start a new run "
+            "(another --out) with a lower optim.lr"
         )
 
     def _freeze_untrained_norms(self) -> None:
