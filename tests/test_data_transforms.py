@@ -109,3 +109,25 @@ def test_loader_batches_and_seeded_order(tree):
     assert (
         not build_loader(dataset, 4, train=False, workers=0).pin_memory or torch.cuda.is_available()
     )
+
+
+@pytest.mark.parametrize(
+    ("crop", "train"),
+    [("random_crop", True), ("random_crop", False), ("center_crop", True), ("none", False)],
+)
+def test_recipe_transform_equals_the_torchvision_pipeline(crop, train):
+    from torchvision.transforms import v2
+
+    image = Image.effect_noise((90, 72), 60).convert("RGB")
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    steps = {"random": [v2.RandomCrop(64)], "center": [v2.CenterCrop(72)], "none": []}
+    mode = "none" if crop == "none" else ("random" if crop == "random_crop" and train else "center")
+    reference = v2.Compose(
+        [*steps[mode], v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+    ours = build_transform(crop, train, mean, std)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        expected = reference(image)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(ours(image), expected)

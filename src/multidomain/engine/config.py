@@ -36,7 +36,7 @@ class DataConfig:
     protocol: str = "train"  # train (validate on val) | trainval (challenge protocol)
     batch_size: int = 64
     eval_batch_size: int = 128
-    workers: int | None = None  # None: CPU count - 1
+    workers: int | None = None  # None: 0 on the CPU, CPU count - 1 with a GPU
     skip_bad: bool = False
 
     def __post_init__(self) -> None:

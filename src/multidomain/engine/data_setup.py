@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from multidomain.data.benchmark import Benchmark, load_benchmark
 from multidomain.data.dataset import DecathlonDataset
 from multidomain.data.loader import build_datasets, default_workers
@@ -44,8 +46,13 @@ def check_domains(benchmark: Benchmark, domains: list[str]) -> None:
         benchmark.domain(domain)  # raises naming the valid domains
 
 
-def workers(data: DataConfig) -> int:
-    return default_workers() if data.workers is None else data.workers
+def workers(data: DataConfig, device: torch.device) -> int:
+    """Loader processes: ``data.workers`` if set; else none when training on the CPU (a worker
+    competes with the training threads for the same cores, see BENCHMARKS.md) and
+    ``default_workers()`` when training on a GPU."""
+    if data.workers is not None:
+        return data.workers
+    return 0 if device.type == "cpu" else default_workers()
 
 
 def build_samples(

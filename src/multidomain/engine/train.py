@@ -85,7 +85,7 @@ class Trainer:
         self.train_samples, self.val_samples = data_setup.build_samples(
             self.root, config.data, self.benchmark, config.run.seed
         )
-        workers, pin = data_setup.workers(config.data), self.device.type == "cuda"
+        workers, pin = data_setup.workers(config.data, self.device), self.device.type == "cuda"
         self.train_loader, self.train_sampler = plan_loader(self.train_samples, workers, pin)
         if self.val_samples is not None:
             self.val_loader, self.val_sampler = plan_loader(self.val_samples, workers, pin)
