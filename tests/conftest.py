@@ -39,5 +39,22 @@ def images(batch: int = 4, size: int = 32, seed: int = 1) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=generator)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Engine tests: one torch thread (see ``engine_helpers.one_torch_thread``)."""
+    from engine_helpers import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture
+def root(tmp_path_factory):
+    """The session's tiny mini-decathlon devkit tree (engine tests)."""
+    from engine_helpers import mini_root
+
+    return mini_root(tmp_path_factory)
+
+
 def test_every_registered_model_is_covered():
     assert {name for name, _ in MODEL_POLICIES} == set(list_models())

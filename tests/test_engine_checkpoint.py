@@ -13,8 +13,6 @@ from engine_helpers import (
     assert_same_run_weights,
     assert_same_tensors,
     leftovers,
-    mini_root,
-    one_torch_thread,
     pretrained_run,
     read_tensors,
     snapshot_files,
@@ -32,15 +30,7 @@ class Killed(BaseException):
     """Stands for SIGKILL / power loss: not an ``Exception``, so no handler swallows it."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def root(tmp_path_factory):
-    return mini_root(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(root, *overrides):

@@ -13,7 +13,6 @@ from engine_helpers import (
     assert_same_tensors,
     mini_root,
     once,
-    one_torch_thread,
     pretrained_run,
     read_tensors,
     snapshot_files,
@@ -36,15 +35,7 @@ DEMO_DOMAINS = ["animals", "characters", "digits", "faces", "letters", "lowres-d
 DEMO_PER_CLASS = 55
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def root(tmp_path_factory):
-    return mini_root(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_args(root, out, *settings: str) -> list[str]:

@@ -17,7 +17,6 @@ import pytest
 from engine_helpers import (
     adapted_run,
     mini_root,
-    one_torch_thread,
     pretrained_run,
     snapshot_files,
 )
@@ -25,11 +24,7 @@ from multidomain.engine.eval_run import evaluate_run
 from multidomain.engine.logs import read_metrics
 from multidomain.io import read_json
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def copy_of(run_dir, tmp_path):

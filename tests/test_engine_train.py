@@ -16,7 +16,6 @@ from engine_helpers import (
     leftovers,
     mini_root,
     once,
-    one_torch_thread,
     pretrained_run,
     read_tensors,
     snapshot_files,
@@ -31,15 +30,7 @@ from multidomain.io import read_json
 JOINT = ("animals", "textures")  # 10 + 3 steps an epoch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def root(tmp_path_factory):
-    return mini_root(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_run(tmp_path_factory, recipe: str):
