@@ -135,8 +135,11 @@ def _write_best(
 def _save_or_link(target: Path, previous: Path, fresh: bool, save) -> None:
     if fresh or not previous.is_file():
         save(target)
-    else:
+        return
+    try:
         os.link(previous, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(previous, target)
 
 
 def load_checkpoint_into(model: MultiDomainNet, folder: Path, part: str = "model") -> None:
