@@ -229,3 +229,14 @@ def test_demo_quick_runs_the_pipeline_end_to_end(tmp_path, capsys):
     assert read_json(data / COMPLETE_MARKER) == built  # the given data was used, not rebuilt
     config = load_config(out / "adapt" / "config.yaml")
     assert config.model.width == 0.125 and config.model.init == str(out / "pretrain")
+
+
+def test_a_corrupt_training_image_is_named_and_skip_bad_goes_past_it(root, tmp_path, capsys):
+    tree = shutil.copytree(root, tmp_path / "tree")
+    train_file = read_json(tree / "annotations" / "animals_train.json")["images"][0]["file_name"]
+    (tree / train_file).write_bytes(b"not a jpeg")
+    assert main(train_args(tree, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert train_file.split("/")[-1] in err and "--skip-bad" in err
+    assert main([*train_args(tree, tmp_path / "run2"), "--skip-bad"]) == 0
+    assert (tmp_path / "run2" / "model" / "config.json").is_file()

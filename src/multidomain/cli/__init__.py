@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
+from multidomain.data.images import CorruptImageError
+
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
 _COMMAND_MODULES = ("params", "data", "score", "train", "eval", "demo", "baseline")
 
@@ -32,6 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
+    except CorruptImageError as err:
+        if args.verbose:
+            raise
+        print(
+            f"multidomain {args.command}: error: {err} "
+            "(train with --skip-bad to count and skip such images)",
+            file=sys.stderr,
+        )
+        return 2
     except (ValueError, FileNotFoundError, KeyError) as err:
         # User errors: one clear line, no traceback (use -v for one).
         if args.verbose:

@@ -32,11 +32,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip (and count) undecodable images instead of stopping on the first one "
+        "(same as --set data.skip_bad=true)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = None
+    if args.skip_bad:
+        args.overrides = [*args.overrides, "data.skip_bad=true"]
     if args.config or args.overrides:
         path = resolve_config_path(args.config) if args.config else None
         saved = args.out / CONFIG_FILE
