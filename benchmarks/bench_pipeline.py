@@ -87,7 +87,7 @@ def bare_step(crop: int, width: float):
     # Distinct batches, as in training: re-feeding one cached tensor every step measured up to
     # 25% faster on this machine (memory reuse), which no real training loop gets.
     batches = [
-        (torch.randn(BATCH, 3, crop, crop), torch.randint(0, 10, (BATCH,))) for _ in range(16)
+        (torch.randn(BATCH, 3, crop, crop), torch.randint(0, 10, (BATCH,))) for _ in range(64)
     ]
 
     def run(n: int) -> float:
