@@ -12,7 +12,7 @@ from multidomain.data.submission import submission_entries, write_submission
 from multidomain.engine import data_setup
 from multidomain.engine.batches import eval_plan, plan_loader
 from multidomain.engine.bn_guard import reestimate_bn
-from multidomain.engine.config import DataConfig
+from multidomain.engine.config import DataConfig, load_config
 from multidomain.engine.distributed import DistInfo, resolve_device
 from multidomain.engine.evaluate import DomainResult, evaluate
 from multidomain.engine.run_dir import CONFIG_FILE
@@ -39,8 +39,6 @@ def run_data_root(run_dir: Path, data_root: str | Path | None) -> Path:
     """``--data`` if given, else the run config's data root."""
     if data_root is not None:
         return data_setup.resolve_root(DataConfig(root=str(data_root)))
-    from multidomain.engine.config import load_config
-
     return data_setup.resolve_root(load_config(Path(run_dir) / CONFIG_FILE).data)
 
 

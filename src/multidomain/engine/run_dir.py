@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from multidomain.engine.config import TrainConfig, dump_config, load_config
 from multidomain.io import atomic_path
 
@@ -73,8 +75,6 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig | None, resume: bool) -> 
 
 
 def _yaml_value(value: object) -> str:
-    import yaml
-
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from multidomain.engine import builders, data_setup
-from multidomain.engine.batches import epoch_plan, plan_loader, seed_for
+from multidomain.engine.batches import epoch_plan, eval_plan, plan_loader, seed_for
 from multidomain.engine.bn_guard import is_collapsed, reestimate_bn
 from multidomain.engine.checkpoint import (
     BestUpdate,
@@ -266,8 +266,6 @@ class Trainer:
         self.save(self._best_update(accuracies, epoch))
 
     def validate(self, epoch: int) -> dict[str, float]:
-        from multidomain.engine.batches import eval_plan
-
         plan = eval_plan(
             self.val_samples, self.config.data.eval_batch_size, self.info.rank, self.info.world
         )
@@ -310,8 +308,6 @@ class Trainer:
         )
         if not self.config.run.bn_guard:
             return accuracy
-        from multidomain.engine.batches import eval_plan
-
         plan = [
             p for p in eval_plan(self.train_samples, self.config.data.batch_size) if p[0] == domain
         ]

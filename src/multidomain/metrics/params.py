@@ -7,6 +7,7 @@ ResNet-26 = 1x, the tables' convention), at the same width.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -69,8 +70,6 @@ def reference_parameters(width: float = 1.0) -> int:
 def independent_parameters(model: nn.Module) -> int:
     """Parameters of one independent network per domain (same architecture and heads): the
     cost of not sharing anything, against which the paper's savings are measured."""
-    import copy
-
     config = copy.deepcopy(model.config)
     config.share = "none"
     with torch.device("meta"):
