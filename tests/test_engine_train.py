@@ -22,12 +22,16 @@ from engine_helpers import (
     tiny_config,
 )
 from multidomain.engine import train as train_module
-from multidomain.engine.batches import SeededSamples, domains_of, epoch_plan
+from multidomain.engine.batches import SeededSamples, epoch_plan
 from multidomain.engine.checkpoint import latest_checkpoint, load_optimizer_state
 from multidomain.engine.train import Trainer, TrainingDiverged, run_training
 from multidomain.io import read_json
 
 JOINT = ("animals", "textures")  # 10 + 3 steps an epoch
+
+
+def domains_of(plan) -> list[str]:
+    return [domain for domain, _ in plan]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

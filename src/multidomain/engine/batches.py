@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -173,7 +173,3 @@ def plan_loader(
         pin_memory=pin_memory,
     )
     return loader, sampler
-
-
-def domains_of(plan: Sequence[tuple[str, list[int]]]) -> list[str]:
-    return [domain for domain, _ in plan]

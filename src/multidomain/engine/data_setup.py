@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from multidomain.data.benchmark import Benchmark, load_benchmark
+from multidomain.data.benchmark import Benchmark
 from multidomain.data.dataset import DecathlonDataset
 from multidomain.data.loader import build_datasets, default_workers
 from multidomain.engine.batches import SeededSamples
@@ -80,7 +80,3 @@ def split_samples(
             for domain in domains
         }
     )
-
-
-def load_root_benchmark(root: Path) -> Benchmark:
-    return load_benchmark(root)

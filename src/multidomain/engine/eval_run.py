@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from multidomain.data.benchmark import Benchmark
+from multidomain.data.benchmark import Benchmark, load_benchmark
 from multidomain.data.submission import submission_entries, write_submission
 from multidomain.engine import data_setup
 from multidomain.engine.batches import eval_plan, plan_loader
@@ -72,7 +72,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     model = load_run_model(run_dir)
     root = run_data_root(run_dir, data_root)
-    benchmark = data_setup.load_root_benchmark(root)
+    benchmark = load_benchmark(root)
     domains = select_domains(model, benchmark, domains)
     device = resolve_device("auto", DistInfo())
     model.to(device)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from multidomain.data.benchmark import load_benchmark
 from multidomain.engine import builders, data_setup
 from multidomain.engine.batches import epoch_plan, eval_plan, plan_loader, seed_for
 from multidomain.engine.bn_guard import is_collapsed, reestimate_bn
@@ -67,7 +68,7 @@ class Trainer:
             # denormal floats appear as weights decay and slow CPU kernels down by up to 1.5x
             torch.set_flush_denormal(True)
         self.root = data_setup.resolve_root(config.data)
-        self.benchmark = data_setup.load_root_benchmark(self.root)
+        self.benchmark = load_benchmark(self.root)
         data_setup.check_domains(self.benchmark, config.data.domains)
         self.checkpoint = latest_checkpoint(run_dir)
         if self.checkpoint is not None:
