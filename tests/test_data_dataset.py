@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from data_helpers import PER_CLASS, make_devkit, read_doc, write_doc, write_image
 from multidomain.data.dataset import DecathlonDataset
@@ -86,3 +87,35 @@ def test_skip_bad_counts_and_returns_the_next_good_sample(tree):
     assert label == ds.labels[2]
     assert ds.bad_files == [ds.file_names[1]]
     assert image.shape[0] == 3
+
+
+@pytest.mark.parametrize("domain", ["svhn", "dtd"])  # center crop; random crop
+def test_cached_images_are_decoded_once_and_give_the_same_samples(tree, domain):
+    plain = DecathlonDataset(tree, domain, "train")
+    cached = DecathlonDataset(tree, domain, "train", cache_images=True)
+    for i in range(len(plain)):
+        torch.manual_seed(i)  # the training transform's random crop
+        expected = plain[i]
+        torch.manual_seed(i)
+        image, label = cached[i]
+        assert torch.equal(image, expected[0]) and label == expected[1]
+    for name in cached.file_names:  # a second epoch reads no file
+        (tree / name).unlink()
+    torch.manual_seed(0)
+    again = cached[0][0]
+    torch.manual_seed(0)
+    assert torch.equal(again, plain.transform(cached.cache[0]))
+
+
+def test_cache_hands_a_users_transform_pil_images(tree):
+    seen = []
+    ds = DecathlonDataset(tree, "svhn", "train", transform=seen.append, cache_images=True)
+    ds[0], ds[0]
+    assert [type(image).__name__ for image in seen] == ["Image", "Image"]
+    assert seen[0].tobytes() == seen[1].tobytes()
+
+
+def test_decoded_bytes_estimates_the_cache_size(tree):
+    ds = DecathlonDataset(tree, "svhn", "train")
+    width, height = Image.open(tree / ds.file_names[0]).size
+    assert ds.decoded_bytes() == 3 * width * height * len(ds)

@@ -30,3 +30,8 @@ def test_shipped_recipes_include_the_demo_and_the_decathlon():
     assert {"mini/pretrain", "mini/adapt", "mini/finetune", "decathlon/adapt"} <= set(
         list_recipes()
     )
+
+
+def test_a_bad_cache_images_value_names_the_choices():
+    with pytest.raises(ValueError, match="data.cache_images must be true, false or auto"):
+        load_config(None, ["data.domains=[animals]", "data.cache_images=sometimes"])

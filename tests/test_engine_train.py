@@ -21,6 +21,8 @@ from engine_helpers import (
     snapshot_files,
     tiny_config,
 )
+from multidomain.data.benchmark import load_benchmark
+from multidomain.engine import data_setup
 from multidomain.engine import train as train_module
 from multidomain.engine.batches import SeededSamples, epoch_plan
 from multidomain.engine.checkpoint import latest_checkpoint, load_optimizer_state
@@ -78,6 +80,33 @@ def test_another_seed_trains_other_weights(root, tmp_path, tmp_path_factory):
     other = read_tensors(tmp_path / "seed1" / "model")
     assert sorted(reference) == sorted(other)
     assert any(not torch.equal(reference[k], other[k]) for k in reference)
+
+
+def test_the_image_cache_changes_no_weight(root, tmp_path, tmp_path_factory):
+    # the reference run caches (tiny data, in-process loading); this one decodes every epoch
+    reference = pretrained_run(tmp_path_factory)
+    assert Trainer(tiny_config(root, "run.bn_guard=false"), tmp_path / "probe").caches_images
+    run_training(tiny_config(root, "run.bn_guard=false", "data.cache_images=false"), tmp_path / "r")
+    assert_same_run_weights(reference, tmp_path / "r")
+    assert read_json(tmp_path / "r" / "summary.json") == read_json(reference / "summary.json")
+
+
+@pytest.mark.parametrize(
+    ("setting", "workers", "expected"),
+    [
+        ("auto", 0, True),
+        ("auto", 1, False),  # each worker process would hold its own copy
+        ("auto", 0, False),  # over data.cache_limit_gb (set below)
+        ("true", 2, True),
+        ("false", 0, False),
+    ],
+)
+def test_cache_images_setting(setting, workers, expected, root):
+    over_limit = expected is False and setting == "auto" and workers == 0
+    limit = "0.00001" if over_limit else "2"  # the tiny data takes about 0.1 MB decoded
+    config = tiny_config(root, f"data.cache_images={setting}", f"data.cache_limit_gb={limit}")
+    samples = data_setup.build_samples(root, config.data, load_benchmark(root), 0)
+    assert data_setup.cache_images(config.data, workers, list(samples)) is expected
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
 
 from multidomain.data.benchmark import Benchmark, load_benchmark
 from multidomain.data.devkit import SPLITS, SplitRecords, read_split, split_file
 from multidomain.data.images import CorruptImageError, load_rgb
-from multidomain.data.transforms import domain_transform
+from multidomain.data.transforms import RecipeTransform, domain_transform
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,9 @@ class DecathlonDataset(Dataset):
             (training augmentation when ``train``).
         train: whether ``transform=None`` picks the training transform; default: "train" in split.
         skip_bad: skip undecodable images (counted in ``bad_files``) instead of raising.
+        cache_images: keep every decoded image in memory (uint8, in the loading process), so
+            each file is read and decoded once, not once per epoch. Costs ``3 * H * W`` bytes
+            per image: for the small domains and the mini-decathlon, not for ImageNet.
         benchmark: the domains' facts; default: ``benchmark.json`` at ``root``, else the Decathlon.
 
     Attributes:
@@ -61,12 +67,14 @@ class DecathlonDataset(Dataset):
         train: bool | None = None,
         skip_bad: bool = False,
         benchmark: Benchmark | None = None,
+        cache_images: bool = False,
     ) -> None:
         self.root = Path(root)
         self.domain = domain
         self.splits = _as_splits(split)
         self.skip_bad = skip_bad
         self.bad_files: list[str] = []
+        self.cache: dict[int, torch.Tensor] | None = {} if cache_images else None
         if transform is None:
             benchmark = benchmark or load_benchmark(self.root)
             is_train = ("train" in self.splits) if train is None else train
@@ -92,7 +100,7 @@ class DecathlonDataset(Dataset):
         for attempt in range(len(self)):
             position = (idx + attempt) % len(self)
             try:
-                image = load_rgb(self.root / self.file_names[position])
+                image = self._image(position)
             except CorruptImageError as err:
                 if not self.skip_bad:
                     raise
@@ -101,6 +109,34 @@ class DecathlonDataset(Dataset):
                 continue
             return self.transform(image), self.labels[position]
         raise CorruptImageError(f"no decodable image in {self.domain} {'+'.join(self.splits)}")
+
+    def enable_cache(self) -> None:
+        """Keep images decoded from now on (as the ``cache_images`` argument does)."""
+        if self.cache is None:
+            self.cache = {}
+
+    def decoded_bytes(self) -> int:
+        """Memory the cache takes once full, estimated from the first readable image's size
+        (read from its header; unreadable files are left to the loading to report)."""
+        for name in self.file_names:
+            try:
+                with Image.open(self.root / name) as image:
+                    width, height = image.size
+            except (OSError, SyntaxError, ValueError):
+                continue
+            return 3 * width * height * len(self)
+        return 0
+
+    def _image(self, position: int):
+        """The decoded image: PIL, or a uint8 ``(3, H, W)`` tensor from the cache."""
+        if self.cache is None:
+            return load_rgb(self.root / self.file_names[position])
+        image = self.cache.get(position)
+        if image is None:
+            image = TF.pil_to_tensor(load_rgb(self.root / self.file_names[position]))
+            self.cache[position] = image
+        # the recipe transform takes the tensor as it is; a user's transform gets PIL as always
+        return image if isinstance(self.transform, RecipeTransform) else TF.to_pil_image(image)
 
     def __repr__(self) -> str:
         return (

@@ -38,10 +38,19 @@ class DataConfig:
     eval_batch_size: int = 128
     workers: int | None = None  # None: 0 on the CPU, CPU count - 1 with a GPU
     skip_bad: bool = False
+    # keep decoded training and validation images in memory, decoding each file once:
+    # auto = when loading runs in the training process and they fit in cache_limit_gb
+    cache_images: bool | str = "auto"
+    cache_limit_gb: float = 2.0
 
     def __post_init__(self) -> None:
         if self.protocol not in ("train", "trainval"):
             raise ValueError(f"data.protocol must be 'train' or 'trainval', got {self.protocol!r}")
+        if self.cache_images not in (True, False, "auto"):
+            raise ValueError(
+                f"data.cache_images must be true, false or auto, got {self.cache_images!r}"
+            )
+        _positive("data.cache_limit_gb", self.cache_limit_gb)
         _positive("data.batch_size", self.batch_size)
         _positive("data.eval_batch_size", self.eval_batch_size)
 

@@ -55,6 +55,31 @@ def workers(data: DataConfig, device: torch.device) -> int:
     return 0 if device.type == "cpu" else default_workers()
 
 
+def cache_images(data: DataConfig, workers: int, samples: list[SeededSamples]) -> bool:
+    """Whether the run keeps decoded images in memory (``data.cache_images``); ``auto``: when
+    loading runs in the training process (a worker would hold its own copy) and they fit in
+    ``data.cache_limit_gb``. Decoding is most of the loading time of small images."""
+    if data.cache_images != "auto":
+        return bool(data.cache_images)
+    if workers > 0:
+        return False
+    size = sum(dataset.decoded_bytes() for s in samples for dataset in s.datasets)
+    if size > data.cache_limit_gb * 2**30:
+        logger.info(
+            "not caching decoded images: they would take %.1f GB, over data.cache_limit_gb=%s",
+            size / 2**30,
+            data.cache_limit_gb,
+        )
+        return False
+    return True
+
+
+def enable_cache(samples: list[SeededSamples]) -> None:
+    for s in samples:
+        for dataset in s.datasets:
+            dataset.enable_cache()
+
+
 def build_samples(
     root: Path, data: DataConfig, benchmark: Benchmark, seed: int
 ) -> tuple[SeededSamples, SeededSamples | None]:

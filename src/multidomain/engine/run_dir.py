@@ -20,6 +20,8 @@ CONFIG_FILE = "config.yaml"
 # Settings that may change when a run is resumed: they do not change what is computed.
 RESUME_MUTABLE = {
     "data.workers",
+    "data.cache_images",
+    "data.cache_limit_gb",
     "data.skip_bad",  # the way to get past a corrupt image met mid-run
     "run.device",
     "run.max_steps",

@@ -87,6 +87,10 @@ class Trainer:
             self.root, config.data, self.benchmark, config.run.seed
         )
         workers, pin = data_setup.workers(config.data, self.device), self.device.type == "cuda"
+        samples = [s for s in (self.train_samples, self.val_samples) if s is not None]
+        self.caches_images = data_setup.cache_images(config.data, workers, samples)
+        if self.caches_images:
+            data_setup.enable_cache(samples)
         self.train_loader, self.train_sampler = plan_loader(self.train_samples, workers, pin)
         if self.val_samples is not None:
             self.val_loader, self.val_sampler = plan_loader(self.val_samples, workers, pin)
