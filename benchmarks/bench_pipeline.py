@@ -1,11 +1,14 @@
 """The training pipeline against the bare training step (issues 3 and 4), side by side.
 
 For the paper's resolution (72 px images, 64 px crops, width 1) and the demo's (36 px, 32 px
-crops, width 0.5) it measures, on the mini-decathlon:
+crops, width 0.5) it measures, on the mini-decathlon, once with every file decoded each epoch
+(``data.cache_images=false``, as in a first epoch) and once with decoded images cached (later
+epochs, the CPU default):
 
 - loader: images/s the engine's training loader delivers alone (default workers, all domains);
-- step: images/s the bare ``resnet26_dw`` training step consumes (pre-made random batches,
-  batch 64);
+- step: images/s the bare ``resnet26_dw`` training step consumes (one domain, pre-made random
+  batches of 64 with the shapes of the engine's batches: the recipe trains ``center_crop``
+  domains on the full 36/72 px image and the others on 32/64 px crops);
 - engine: images/s of ``multidomain train`` end to end (recipe ``joint`` over every domain:
   loading, schedule, seeding, logging and the step), timed in blocks that alternate with
   blocks of the bare step, so both see the same machine load.
@@ -13,7 +16,7 @@ crops, width 0.5) it measures, on the mini-decathlon:
 and prints loader/step (target >= 1.5: the loader is not the bottleneck) and engine/step
 (target >= 0.85: the engine adds little).
 
-    python benchmarks/bench_pipeline.py [--steps 30] [--cache data_cache]
+    python benchmarks/bench_pipeline.py [--rounds 5] [--only demo] [--cache data_cache]
 """
 
 from __future__ import annotations
