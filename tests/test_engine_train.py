@@ -24,7 +24,7 @@ from engine_helpers import (
 from multidomain.data.benchmark import load_benchmark
 from multidomain.engine import data_setup
 from multidomain.engine import train as train_module
-from multidomain.engine.batches import SeededSamples, epoch_plan
+from multidomain.engine.batches import SeededSamples, epoch_plan, eval_plan
 from multidomain.engine.checkpoint import latest_checkpoint, load_optimizer_state
 from multidomain.engine.train import Trainer, TrainingDiverged, run_training
 from multidomain.io import read_json
@@ -276,6 +276,17 @@ def test_proportional_sees_each_image_at_most_once_an_epoch():
         assert (steps.count("big"), steps.count("small"), steps.count("mid")) == (12, 4, 7)
         # an interleaving, not one domain after the other
         assert steps != sorted(steps, key=samples.domains.index)
+
+
+def test_eval_plan_of_one_domain_is_that_domains_part_of_the_whole():
+    samples = fake_samples()
+    whole = eval_plan(samples, 8, rank=1, world=2)
+    assert eval_plan(samples, 8, rank=1, world=2, domain="small") == [
+        step for step in whole if step[0] == "small"
+    ]
+    assert sorted(i for _, indices in eval_plan(samples, 8, domain="mid") for i in indices) == list(
+        samples.domain_range("mid")
+    )
 
 
 def test_round_robin_alternates_domains_and_cycles_the_small_ones():

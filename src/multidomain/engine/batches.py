@@ -151,12 +151,19 @@ def epoch_plan(
     return plan
 
 
-def eval_plan(samples: SeededSamples, batch_size: int, rank: int = 0, world: int = 1) -> Plan:
-    """Every sample once, in dataset order, batched per domain (sharded over ranks)."""
+def eval_plan(
+    samples: SeededSamples,
+    batch_size: int,
+    rank: int = 0,
+    world: int = 1,
+    domain: str | None = None,
+) -> Plan:
+    """Every sample once (of ``domain`` only, when given), in dataset order, batched per
+    domain (sharded over ranks)."""
     plan: Plan = []
-    for domain in samples.domains:
-        indices = list(samples.domain_range(domain))[rank::world]
-        plan += [(domain, indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
+    for name in samples.domains if domain is None else [domain]:
+        indices = list(samples.domain_range(name))[rank::world]
+        plan += [(name, indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
     return plan
 
 

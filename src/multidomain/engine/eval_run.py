@@ -94,11 +94,9 @@ def evaluate_run(
 def _reestimate(model, root, domains, benchmark, device, workers) -> None:
     train = data_setup.split_samples(root, domains, "train", benchmark)
     loader, sampler = plan_loader(train, workers, device.type == "cuda")
-    plan = eval_plan(train, 64)
     for domain in domains:
-        used = reestimate_bn(
-            model, domain, loader, sampler, [p for p in plan if p[0] == domain], device
-        )
+        plan = eval_plan(train, 64, domain=domain)
+        used = reestimate_bn(model, domain, loader, sampler, plan, device)
         logger.info("re-estimated BN statistics of %s on %d training images", domain, used)
 
 

@@ -313,15 +313,9 @@ class Trainer:
         )
         if not self.config.run.bn_guard:
             return accuracy
-        plan = [
-            p for p in eval_plan(self.train_samples, self.config.data.batch_size) if p[0] == domain
-        ]
+        plan = eval_plan(self.train_samples, self.config.data.batch_size, domain=domain)
         reestimate_bn(self.model, domain, self.train_loader, self.train_sampler, plan, self.device)
-        val_plan = [
-            p
-            for p in eval_plan(self.val_samples, self.config.data.eval_batch_size)
-            if p[0] == domain
-        ]
+        val_plan = eval_plan(self.val_samples, self.config.data.eval_batch_size, domain=domain)
         fixed = evaluate(
             self.net,
             self.val_loader,
