@@ -1,14 +1,27 @@
-"""Crash-safe file writing: a file is either its old version or its complete new one."""
+"""Crash-safe file writing: a file is either its old version or its complete new one.
+
+Also: per-file SHA-256 checksums of a folder (``checksums.json``), temporary files and folders
+that honour the umask (``mkstemp``/``mkdtemp`` alone would make them 0600/0700), and removal of
+the temporaries a crash left behind.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from multidomain.errors import StorageError
+
+CHECKSUMS_FILE = "checksums.json"
+CHECKSUMS_FORMAT = "multidomain.checksums/1"
 
 
 @contextmanager
@@ -20,6 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~process_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -60,3 +74,109 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}): rewrite or re-create it") from err
+
+
+@functools.cache
+def process_umask() -> int:
+    """The process's umask (read once: reading it means setting it, briefly)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """``tempfile.mkdtemp`` with the permissions of a plain ``mkdir`` (the umask's)."""
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(folder, 0o777 & ~process_umask())
+    return folder
+
+
+def remove_temporaries(folder: str | os.PathLike, prefixes: tuple[str, ...]) -> list[str]:
+    """Remove the hidden temporaries a crashed writer left directly in ``folder``.
+
+    Only names this project's writers make are touched: ``.NAME.XXXX.tmp`` files of
+    :func:`atomic_path`, and entries starting with one of ``prefixes`` (hidden, e.g.
+    ``".model."``). Call it only while holding the folder's lock (``multidomain.locks``).
+
+    Returns:
+        The names removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        name = entry.name
+        ours = (name.startswith(".") and name.endswith(".tmp") and entry.is_file()) or any(
+            name.startswith(prefix) for prefix in prefixes
+        )
+        if not ours or entry.is_symlink():
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(name)
+    return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _listed_files(folder: Path) -> list[str]:
+    """Relative paths of the files a checksum covers: all but hidden ones and the list itself."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            if relative.as_posix() != CHECKSUMS_FILE:
+                files.append(relative.as_posix())
+    return files
+
+
+def write_checksums(folder: str | os.PathLike) -> dict[str, str]:
+    """Record the SHA-256 of every file under ``folder`` in ``folder/checksums.json``."""
+    folder = Path(folder)
+    files = {name: file_sha256(folder / name) for name in _listed_files(folder)}
+    write_json(
+        folder / CHECKSUMS_FILE,
+        {"format": CHECKSUMS_FORMAT, "algorithm": "sha256", "files": files},
+        sort_keys=True,
+    )
+    return files
+
+
+def checksum_problems(folder: str | os.PathLike) -> list[str] | None:
+    """What differs from ``folder/checksums.json``: ``[]`` when intact, None when the folder
+    has no checksums (written before they existed: nothing to verify)."""
+    folder = Path(folder)
+    path = folder / CHECKSUMS_FILE
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError):
+        return [f"{CHECKSUMS_FILE} is unreadable"]
+    problems = []
+    for name, expected in sorted(recorded.items()):
+        target = folder / name
+        if not target.is_file():
+            problems.append(f"{name} is missing")
+        elif file_sha256(target) != expected:
+            problems.append(f"{name} does not match its checksum")
+    return problems
+
+
+def verify_checksums(folder: str | os.PathLike, what: str = "folder") -> None:
+    """Raise :class:`StorageError` naming each damaged or missing file of ``folder``."""
+    problems = checksum_problems(folder)
+    if problems:
+        raise StorageError(
+            f"{what} {folder} is damaged ({'; '.join(problems[:5])}): restore it from a copy, "
+            "or re-create it"
+        )
