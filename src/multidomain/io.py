@@ -133,9 +133,9 @@ def _listed_files(folder: Path) -> list[str]:
     files = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            if relative.as_posix() != CHECKSUMS_FILE:
-                files.append(relative.as_posix())
+        hidden = any(part.startswith(".") for part in relative.parts)
+        if path.is_file() and not hidden and relative.as_posix() != CHECKSUMS_FILE:
+            files.append(relative.as_posix())
     return files
 
 
