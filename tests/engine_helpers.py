@@ -163,5 +163,7 @@ def snapshot_files(folder: Path) -> dict[str, bytes]:
 
 
 def leftovers(run_dir: Path) -> list[str]:
-    """Temporary files or folders (``.name...``) that a crash-safe writer should have removed."""
-    return sorted(os.path.relpath(p, run_dir) for p in Path(run_dir).rglob(".*"))
+    """Temporary files or folders (``.name...``) that a crash-safe writer should have removed
+    (the run folder's ``.lock`` is not one: it stays, and the kernel releases it)."""
+    hidden = Path(run_dir).rglob(".*")
+    return sorted(os.path.relpath(p, run_dir) for p in hidden if p != Path(run_dir) / ".lock")

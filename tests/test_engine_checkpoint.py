@@ -126,7 +126,9 @@ def test_a_checkpoint_saved_twice_keeps_the_newer_one(root, tmp_path):
     run_dir = tmp_path / "run"
     run_training(config(root, "run.checkpoint_every=2", "optim.epochs=1"), run_dir)
     names = [p.name for p in (run_dir / "checkpoints").iterdir()]
-    assert sorted(names) == sorted([LATEST, latest_checkpoint(run_dir).name])
+    # the newest two are kept: the second save of step 10, and the first one to fall back to
+    assert latest_checkpoint(run_dir).name == "step-00000010-2"
+    assert sorted(names) == [LATEST, "step-00000010", "step-00000010-2"]
     state = read_json(latest_checkpoint(run_dir) / "state.json")
     assert (state["epoch"], state["step"], state["global_step"]) == (1, 0, 10)
 

@@ -26,14 +26,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recompute each domain's BN running statistics on its training images first",
     )
     parser.add_argument("--workers", type=int, default=0, help="loader processes")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for eval.json and results.json (default: the run folder; use it when the "
+        "run folder is read-only)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    out = args.out or args.run
     report = evaluate_run(
-        args.run, args.split, args.data, args.domains, args.bn_reestimate, args.workers
+        args.run, args.split, args.data, args.domains, args.bn_reestimate, args.workers, out
     )
     print(format_eval_table(report))
-    print(f"\nwritten: {args.run / 'eval.json'}", end="")
-    print(f", {args.run / 'results.json'}" if args.split == "test" else "")
+    print(f"\nwritten: {out / 'eval.json'}", end="")
+    print(f", {out / 'results.json'}" if args.split == "test" else "")
     return 0

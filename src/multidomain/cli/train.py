@@ -52,5 +52,10 @@ def run(args: argparse.Namespace) -> int:
             path = saved  # --resume --set KEY=VALUE: change a setting of the saved config
         config = load_config(path, args.overrides)
     model_dir = run_training(config, args.out, resume=args.resume)
-    print(f"model written to {model_dir}")
+    if model_dir is None:
+        print(
+            f"stopped early (run.max_steps): no model yet; continue with --out {args.out} --resume"
+        )
+    else:
+        print(f"model written to {model_dir}")
     return 0

@@ -17,7 +17,7 @@ from multidomain.engine.config import TrainConfig, load_config
 from multidomain.engine.eval_run import evaluate_run
 from multidomain.engine.recipes import resolve_config_path
 from multidomain.engine.report import format_eval_table, write_report
-from multidomain.engine.run_dir import CONFIG_FILE, prepare_run_dir
+from multidomain.engine.run_dir import CONFIG_FILE, resolve_run_config
 from multidomain.engine.train import run_training
 
 logger = logging.getLogger(__name__)
@@ -35,11 +35,12 @@ def stage_config(recipe: str, data_root: Path | None, extra: list[str]) -> Train
 
 def run_stage(config: TrainConfig, run_dir: Path) -> Path:
     """Train, resume an interrupted stage, or reuse a finished one (made with this config)."""
-    config = prepare_run_dir(run_dir, config, resume=(run_dir / CONFIG_FILE).is_file())
+    resume = (run_dir / CONFIG_FILE).is_file()
+    resolve_run_config(run_dir, config, resume)  # a stage made with other settings is refused
     if (run_dir / "model" / "config.json").is_file():
         logger.info("%s is finished: reusing it", run_dir)
         return run_dir / "model"
-    return run_training(config, run_dir, resume=True)
+    return run_training(config, run_dir, resume=resume)
 
 
 def run_demo(out: Path, quick: bool = False, data_root: Path | None = None) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ from multidomain.engine.config import DataConfig, load_config
 from multidomain.engine.distributed import DistInfo, resolve_device
 from multidomain.engine.evaluate import DomainResult, evaluate
 from multidomain.engine.run_dir import CONFIG_FILE
+from multidomain.errors import StorageError
 from multidomain.io import write_json
+from multidomain.locks import folder_lock
 from multidomain.metrics.decathlon_score import domain_points
 from multidomain.metrics.params import count_parameters, independent_parameters
 from multidomain.models import MultiDomainNet
@@ -67,9 +72,38 @@ def evaluate_run(
     domains: list[str] | None = None,
     bn_reestimate: bool = False,
     workers: int = 0,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``RUN_DIR/model`` on ``split``; writes ``eval.json`` (and ``results.json``)."""
+    """Evaluate ``RUN_DIR/model`` on ``split``; writes ``eval.json`` (and ``results.json``)
+    into ``out`` (default: the run folder), which is locked while the command runs."""
     run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir
+    with _output_lock(out, run_dir):
+        return _evaluate(run_dir, split, data_root, domains, bn_reestimate, workers, out)
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path, run_dir: Path) -> Iterator[None]:
+    """Hold the lock of the folder eval writes to; one that cannot be written is refused now,
+    before the evaluation, with the way around it."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(folder_lock(out, "run folder" if out == run_dir else "output folder"))
+    except OSError as err:
+        if isinstance(err, StorageError) or err.errno not in _READ_ONLY:
+            raise
+        raise StorageError(
+            f"cannot write to {out} ({err.strerror}): give --out DIR to write eval.json and "
+            "results.json elsewhere"
+        ) from err
+    with stack:
+        yield
+
+
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _evaluate(run_dir, split, data_root, domains, bn_reestimate, workers, out) -> dict[str, Any]:
     model = load_run_model(run_dir)
     root = run_data_root(run_dir, data_root)
     benchmark = load_benchmark(root)
@@ -82,12 +116,12 @@ def evaluate_run(
         _reestimate(model, root, domains, benchmark, device, workers)
     results = evaluate(model, loader, sampler, eval_plan(samples, 128), device)
     report = build_report(model, benchmark, results, split, root)
-    write_json(run_dir / "eval.json", report)
+    write_json(out / "eval.json", report)
     if split == "test":
         entries = []
         for domain, dataset in zip(samples.domains, samples.datasets, strict=True):
             entries += submission_entries(dataset, results[domain].predictions)
-        write_submission(run_dir / "results.json", entries)
+        write_submission(out / "results.json", entries)
     return report
 
 

@@ -1,22 +1,45 @@
-"""The run folder: its resolved config (forced on resume), and the final model."""
+"""The run folder: what may become one, its resolved config (forced on resume), its lock, the
+data it was started on, and the final model.
+
+Promises (README, "Reliability"): a new run goes only into a missing or empty folder; nothing
+is written before the whole request has been checked; one process at a time holds a run folder;
+the data root is stored as an absolute path, with a fingerprint of the annotation files, so a
+resume from another directory trains on the same data, and a changed root is checked.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
+from multidomain.data.benchmark import BENCHMARK_FILE
+from multidomain.data.devkit import SPLITS, annotation_path
+from multidomain.engine.checkpoint import checkpoint_root, remove_crash_leftovers
 from multidomain.engine.config import TrainConfig, dump_config, load_config
-from multidomain.io import atomic_path
+from multidomain.errors import ConfigError
+from multidomain.io import (
+    atomic_path,
+    make_temp_dir,
+    read_json,
+    remove_temporaries,
+    write_checksums,
+    write_json,
+)
+from multidomain.locks import LOCK_FILE, folder_lock
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+DATA_FILE = "data.json"  # the data root and the fingerprint of its annotation files
+MODEL_TEMP_PREFIX = ".model."
 # Settings that may change when a run is resumed: they do not change what is computed.
 RESUME_MUTABLE = {
     "data.workers",
@@ -30,6 +53,9 @@ RESUME_MUTABLE = {
     "run.tensorboard",
     "run.checkpoint_every",
 }
+# Settings that hold for one command only and are never saved: a smoke-test limit must not
+# stop every later --resume.
+NOT_SAVED = {"max_steps": None}  # fields of the run section
 
 
 def _flat(config: TrainConfig) -> dict[str, object]:
@@ -40,40 +66,77 @@ def _flat(config: TrainConfig) -> dict[str, object]:
     return flat
 
 
-def prepare_run_dir(run_dir: Path, config: TrainConfig | None, resume: bool) -> TrainConfig:
-    """Check the folder against the request and return the config the run will use.
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``data.root`` and ``model.init`` made absolute (against the current
+    directory), so a later command from another directory reads the same files."""
+    data = dataclasses.replace(config.data, root=_absolute(config.data.root))
+    init = config.model.init and _absolute(config.model.init)
+    model = dataclasses.replace(config.model, init=init)
+    return dataclasses.replace(config, data=data, model=model)
 
-    A new run writes its resolved config; a resumed run uses the saved one, and a changed
-    setting that would alter the result is an error naming it.
-    """
-    saved_path = run_dir / CONFIG_FILE
-    if not saved_path.is_file():
-        if resume:
-            raise ValueError(f"--resume: {run_dir} holds no run to resume (no {CONFIG_FILE})")
-        if config is None:
-            raise ValueError("give --config (or --set) for a new run")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, config)
-        return config
-    if not resume:
-        raise ValueError(
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE)
+
+
+def check_new_run_folder(run_dir: Path) -> None:
+    """A new run goes only into a missing or empty folder (a lone ``.lock`` of ours counts as
+    empty); anything else is refused before a byte is written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder: give a folder path")
+    if not run_dir.is_dir() or not _entries(run_dir):
+        return
+    if (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(
             f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out"
         )
-    saved = load_config(saved_path)
+    shown = ", ".join(_entries(run_dir)[:5])
+    raise ConfigError(
+        f"{run_dir} is not empty ({shown}) and holds no run: a new run goes only into a missing "
+        "or empty folder, so nothing there is touched; choose another --out"
+    )
+
+
+def resolve_run_config(run_dir: Path, config: TrainConfig | None, resume: bool) -> TrainConfig:
+    """Check the folder against the request and return the config the run will use.
+
+    Reads only. A new run's ``data.root`` becomes absolute; a resumed run uses the saved config,
+    and a changed setting that would alter the result is an error naming it (``data.root`` may
+    change when the new root holds the same annotations: checked by :func:`check_data`).
+    Relative paths become absolute (:func:`absolute_paths`).
+    """
+    saved_path = run_dir / CONFIG_FILE
+    if not resume:
+        check_new_run_folder(run_dir)
+        if config is None:
+            raise ConfigError("give --config (or --set) for a new run")
+        return absolute_paths(config)
+    if not saved_path.is_file():
+        detail = (
+            f"it has checkpoints but no {CONFIG_FILE}, so the settings they were made with are "
+            "unknown and it cannot be resumed safely"
+            if checkpoint_root(run_dir).is_dir()
+            else f"no {CONFIG_FILE}"
+        )
+        raise ConfigError(f"--resume: {run_dir} holds no run to resume ({detail})")
+    saved = absolute_paths(load_config(saved_path))  # relative in runs saved before
     if config is None:
         return saved
+    config = absolute_paths(config)
     old, new = _flat(saved), _flat(config)
-    changed = sorted(k for k in old if old[k] != new[k] and k not in RESUME_MUTABLE)
+    mutable = RESUME_MUTABLE | {"data.root"}
+    changed = sorted(k for k in old if old[k] != new[k] and k not in mutable)
     if changed:
         details = "; ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
-        raise ValueError(
+        raise ConfigError(
             f"cannot resume {run_dir} with a different config ({details}); "
             f"drop those settings or start a new run with another --out"
         )
-    merged = load_config(saved_path, [f"{k}={_yaml_value(new[k])}" for k in RESUME_MUTABLE])
-    if merged != saved:  # the folder records what the run uses now (a later --resume too)
-        write_config(run_dir, merged)
-    return merged
+    return config
 
 
 def _yaml_value(value: object) -> str:
@@ -81,18 +144,88 @@ def _yaml_value(value: object) -> str:
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
+    """Save the config the run resumes with (per-command settings reset, see ``NOT_SAVED``)."""
+    run = dataclasses.replace(config.run, **NOT_SAVED)
     with atomic_path(run_dir / CONFIG_FILE) as tmp:
-        tmp.write_text(dump_config(config))
+        tmp.write_text(dump_config(dataclasses.replace(config, run=run)))
 
 
+@contextlib.contextmanager
+def claim_run_dir(run_dir: Path, new: bool) -> Iterator[None]:
+    """Hold the run folder's lock; clear what a crashed process left; and when a new run fails
+    before its config is written, leave the folder as it was (removed if it was missing)."""
+    created = not run_dir.exists()
+    with folder_lock(run_dir, "run folder"):
+        for name in remove_temporaries(run_dir, (MODEL_TEMP_PREFIX,)) + remove_crash_leftovers(
+            run_dir
+        ):
+            logger.info("removed %s, left by an interrupted process", name)
+        try:
+            yield
+        except BaseException:
+            if new and not (run_dir / CONFIG_FILE).exists():
+                _unclaim(run_dir, created)
+            raise
+
+
+def _unclaim(run_dir: Path, created: bool) -> None:
+    (run_dir / LOCK_FILE).unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):  # not empty: something else was put there
+            run_dir.rmdir()
+
+
+# -- the data a run was started on -------------------------------------------------------------
+def data_fingerprint(root: Path, domains: list[str]) -> str:
+    """SHA-256 over the benchmark file and the annotation files of ``domains`` under ``root``
+    (images are not read: the fingerprint says which annotations a run was made with)."""
+    digest = hashlib.sha256()
+    files = [root / BENCHMARK_FILE]
+    for domain in sorted(domains):
+        for split in SPLITS:
+            files += [annotation_path(root, domain, split, stripped=s) for s in (False, True)]
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def record_data(run_dir: Path, root: Path, fingerprint: str) -> None:
+    write_json(run_dir / DATA_FILE, {"root": str(root), "fingerprint": fingerprint})
+
+
+def check_data(run_dir: Path, root: Path, fingerprint: str) -> None:
+    """On resume: the data must be what the run started on (a moved copy is fine)."""
+    path = run_dir / DATA_FILE
+    if not path.is_file():  # a run started before data.json existed
+        return
+    recorded = read_json(path, "run data record")
+    if recorded.get("fingerprint") == fingerprint:
+        if recorded.get("root") != str(root):
+            logger.info(
+                "data root changed from %s to %s (same annotations)", recorded["root"], root
+            )
+            record_data(run_dir, root, fingerprint)
+        return
+    raise ConfigError(
+        f"the data at {root} is not what {run_dir} was started on (at {recorded.get('root')}): "
+        "its annotation files differ. Resume with --set data.root=<the original data>, or "
+        "start a new run with another --out"
+    )
+
+
+# -- the final model ---------------------------------------------------------------------------
 def publish_model(source: Path, run_dir: Path) -> Path:
     """Copy a checkpoint's model folder to ``RUN_DIR/model`` (atomically: copy, then rename)."""
     target = run_dir / "model"
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
+    tmp = make_temp_dir(run_dir, MODEL_TEMP_PREFIX)
     try:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
+        if not (tmp / "checksums.json").is_file():
+            write_checksums(tmp)
         if target.exists():
-            old = target.with_name(".model.old")
+            old = run_dir / f"{MODEL_TEMP_PREFIX}old"
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
             os.replace(tmp, target)

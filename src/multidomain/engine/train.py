@@ -32,15 +32,23 @@ from multidomain.engine.config import TrainConfig
 from multidomain.engine.distributed import barrier, init_distributed, resolve_device, unwrap, wrap
 from multidomain.engine.evaluate import autocast, evaluate
 from multidomain.engine.logs import MetricsLog
-from multidomain.engine.run_dir import prepare_run_dir, publish_model
+from multidomain.engine.run_dir import (
+    check_data,
+    claim_run_dir,
+    data_fingerprint,
+    publish_model,
+    record_data,
+    resolve_run_config,
+    write_config,
+)
+from multidomain.errors import Interrupted, TrainingDiverged
 from multidomain.io import read_json, write_json
 from multidomain.models.packs import load_model
 
 logger = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+__all__ = ["RunState", "Trainer", "TrainingDiverged", "run_training"]
 
 
 @dataclass
@@ -99,6 +107,7 @@ class Trainer:
         self.state = RunState()
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
+        self.previous = self.checkpoint  # the checkpoint the next save supersedes
 
     # -- checkpoints -----------------------------------------------------------------------
     def _restore(self, folder: Path) -> None:
@@ -120,33 +129,47 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
             }
-            save_checkpoint(
+            self.previous = save_checkpoint(
                 self.run_dir,
                 unwrap(self.net),
                 optimizer_state,
                 asdict(self.state),
                 best or BestUpdate(),
+                previous=self.previous,
             )
         barrier(self.info)
 
     # -- training --------------------------------------------------------------------------
     def fit(self) -> bool:
-        """Train until the last epoch; returns False when stopped early by ``run.max_steps``."""
+        """Train until the last epoch; returns False when stopped early by ``run.max_steps``.
+
+        Raises:
+            Interrupted: on Ctrl-C, naming the step the run will resume from.
+        """
+        try:
+            return self._fit()
+        except KeyboardInterrupt:
+            saved = read_json(self.previous / "state.json") if self.previous else None
+            where = f"step {saved['global_step']}" if saved else "the start (no checkpoint yet)"
+            raise Interrupted(
+                f"interrupted at step {self.state.global_step}; the last checkpoint is at "
+                f"{where}: resume with `multidomain train --out {self.run_dir} --resume`"
+            ) from None
+        finally:
+            self.log.close()
+
+    def _fit(self) -> bool:
         epochs = self.config.optim.epochs
         while self.state.epoch < epochs:
             if not self.train_one_epoch(self.state.epoch):
-                logger.info(
-                    "stopped at run.max_steps=%s; continue with --resume", self.config.run.max_steps
-                )
                 return False
             self.end_of_epoch(self.state.epoch)
         if self.info.is_main:
-            final = latest_checkpoint(self.run_dir)
+            final = self.previous or latest_checkpoint(self.run_dir)
             publish_model(
                 final / ("best" if self.val_samples is not None else "model"), self.run_dir
             )
             write_json(self.run_dir / "summary.json", asdict(self.state))
-        self.log.close()
         return True
 
     def train_one_epoch(self, epoch: int) -> bool:
@@ -347,10 +370,35 @@ def _finite_gradients(model: torch.nn.Module) -> bool:
     return bool(torch.stack(finite).all()) if finite else True
 
 
-def run_training(config: TrainConfig | None, run_dir: str | Path, resume: bool = False) -> Path:
-    """Train (or resume) a run in ``run_dir``; returns the folder of the final model."""
+def run_training(
+    config: TrainConfig | None, run_dir: str | Path, resume: bool = False
+) -> Path | None:
+    """Train (or resume) a run in ``run_dir``.
+
+    Everything is checked before anything is written: the folder (a new run goes only into a
+    missing or empty one), the config, the data and the model. The folder is locked while the
+    run holds it.
+
+    Returns:
+        The folder of the final model, or None when ``run.max_steps`` stopped the run first.
+    """
     run_dir = Path(run_dir)
-    config = prepare_run_dir(run_dir, config, resume)
-    trainer = Trainer(config, run_dir)
-    trainer.fit()
+    config = resolve_run_config(run_dir, config, resume)
+    with claim_run_dir(run_dir, new=not resume):
+        trainer = Trainer(config, run_dir)
+        fingerprint = data_fingerprint(trainer.root, config.data.domains)
+        if resume:
+            check_data(run_dir, trainer.root, fingerprint)
+        else:
+            record_data(run_dir, trainer.root, fingerprint)
+        write_config(run_dir, config)
+        if not trainer.fit():
+            logger.info(
+                "stopped at run.max_steps=%s (step %d): no model yet; continue with "
+                "`multidomain train --out %s --resume`",
+                config.run.max_steps,
+                trainer.state.global_step,
+                run_dir,
+            )
+            return None
     return run_dir / "model"
