@@ -33,11 +33,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~process_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # the mode a plain open() gives: mkstemp, and writers such as safetensors, make 0600
+        os.chmod(tmp_path, 0o666 & ~process_umask())
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)

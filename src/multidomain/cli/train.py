@@ -45,11 +45,11 @@ def run(args: argparse.Namespace) -> int:
     config = None
     if args.skip_bad:
         args.overrides = [*args.overrides, "data.skip_bad=true"]
-    if args.config or args.overrides:
+    resumable = (args.out / CONFIG_FILE).is_file()
+    if (args.config or args.overrides) and (resumable or not args.resume):
         path = resolve_config_path(args.config) if args.config else None
-        saved = args.out / CONFIG_FILE
-        if path is None and args.resume and saved.is_file():
-            path = saved  # --resume --set KEY=VALUE: change a setting of the saved config
+        if path is None and args.resume:
+            path = args.out / CONFIG_FILE  # --resume --set KEY=VALUE: change a saved setting
         config = load_config(path, args.overrides)
     model_dir = run_training(config, args.out, resume=args.resume)
     if model_dir is None:

@@ -223,11 +223,13 @@ class Trainer:
                     lr=self.lr_at(epoch),
                     images_per_s=rate,
                 )
-            if self.state.global_step % cfg.run.checkpoint_every == 0:
+            saved = self.state.global_step % cfg.run.checkpoint_every == 0
+            if saved:
                 self.save()
             if cfg.run.max_steps and self.state.global_step >= cfg.run.max_steps:
                 bar.close()
-                self.save()
+                if not saved:
+                    self.save()
                 return False
         bar.close()
         self.state.train_accuracy = {d: 100.0 * c / max(n, 1) for d, (c, n) in meters.items()}
