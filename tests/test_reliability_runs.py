@@ -294,3 +294,55 @@ def test_divergence_exits_5(root, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train_module, "F", NanLoss())
     assert cli_train(root, tmp_path / "run") == 5
     assert "last good checkpoint" in one_error_line(capsys)
+
+
+# -- eval: the folder it writes to -------------------------------------------------------------
+def finished_copy(tmp_path_factory, tmp_path):
+    return shutil.copytree(pretrained_run(tmp_path_factory), tmp_path / "run")
+
+
+def test_eval_out_writes_elsewhere_and_leaves_the_run_alone(tmp_path, tmp_path_factory):
+    run_dir = finished_copy(tmp_path_factory, tmp_path)
+    before = snapshot_files(run_dir)
+    assert main(["eval", "--run", str(run_dir), "--out", str(tmp_path / "scores")]) == 0
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == [
+        ".lock",
+        "eval.json",
+        "results.json",
+    ]
+    assert snapshot_files(run_dir) == before
+
+
+def test_eval_of_a_read_only_run_is_refused_before_evaluating(
+    tmp_path, tmp_path_factory, monkeypatch, capsys
+):
+    run_dir = finished_copy(tmp_path_factory, tmp_path)
+    (run_dir / ".lock").unlink()
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).startswith(str(run_dir)) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise OSError(30, "Read-only file system", str(path))  # EROFS
+        return real_open(path, flags, *args)
+
+    evaluated = []
+    monkeypatch.setattr("multidomain.locks.os.open", read_only)
+    monkeypatch.setattr(
+        "multidomain.engine.eval_run.load_run_model", lambda *a: evaluated.append(a)
+    )
+    assert main(["eval", "--run", str(run_dir)]) == 4
+    err = one_error_line(capsys)
+    assert "cannot write to" in err and "--out" in err
+    assert evaluated == []
+
+
+def test_the_thread_count_is_recorded_and_a_change_is_named(root, tmp_path, caplog):
+    import torch
+
+    run_dir = tmp_path / "run"
+    run_training(config(root, "run.max_steps=2"), run_dir)
+    assert read_json(latest_checkpoint(run_dir) / "state.json")["threads"] == 1
+    torch.set_num_threads(2)  # the one_thread fixture restores it
+    run_training(config(root, "run.max_steps=3"), run_dir, resume=True)
+    assert "trained with 1 threads and resumes with 2" in caplog.text
+    assert read_json(latest_checkpoint(run_dir) / "state.json")["threads"] == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -63,6 +63,8 @@ class RunState:
     train_accuracy: dict[str, float] = field(default_factory=dict)  # of the last epoch
     # domain -> [correct, count] so far in this epoch, so a resumed epoch keeps counting
     epoch_counts: dict[str, list[int]] = field(default_factory=dict)
+    # torch's intra-op threads: results (and exact resume) hold at an equal count
+    threads: int = 0
 
 
 class Trainer:
@@ -104,7 +106,7 @@ class Trainer:
             self.val_loader, self.val_sampler = plan_loader(self.val_samples, workers, pin)
         self.net = wrap(self.model, self.info, self.device)
         self.log = MetricsLog(run_dir, self.info.is_main, config.run.tensorboard)
-        self.state = RunState()
+        self.state = RunState(threads=torch.get_num_threads())
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
         self.previous = self.checkpoint  # the checkpoint the next save supersedes
@@ -114,7 +116,17 @@ class Trainer:
         saved = load_optimizer_state(folder)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scaler.load_state_dict(saved["scaler"])
-        self.state = RunState(**read_json(folder / "state.json", "checkpoint state"))
+        saved = RunState(**read_json(folder / "state.json", "checkpoint state"))
+        if saved.threads and saved.threads != self.state.threads:
+            logger.warning(
+                "this run was trained with %d threads and resumes with %d: the result will "
+                "differ slightly from an uninterrupted run (set run.threads=%d for an exact "
+                "resume)",
+                saved.threads,
+                self.state.threads,
+                saved.threads,
+            )
+        self.state = replace(saved, threads=self.state.threads)
         logger.info(
             "resuming from %s (epoch %d, step %d)",
             folder.name,
