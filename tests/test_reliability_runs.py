@@ -10,6 +10,7 @@ import os
 import shutil
 
 import pytest
+import torch
 
 from engine_helpers import (
     assert_same_run_weights,
@@ -337,12 +338,13 @@ def test_eval_of_a_read_only_run_is_refused_before_evaluating(
 
 
 def test_the_thread_count_is_recorded_and_a_change_is_named(root, tmp_path, caplog):
-    import torch
-
     run_dir = tmp_path / "run"
     run_training(config(root, "run.max_steps=2"), run_dir)
     assert read_json(latest_checkpoint(run_dir) / "state.json")["threads"] == 1
-    torch.set_num_threads(2)  # the one_thread fixture restores it
-    run_training(config(root, "run.max_steps=3"), run_dir, resume=True)
+    torch.set_num_threads(2)
+    try:
+        run_training(config(root, "run.max_steps=3"), run_dir, resume=True)
+    finally:
+        torch.set_num_threads(1)  # what the module's one_thread fixture set
     assert "trained with 1 threads and resumes with 2" in caplog.text
     assert read_json(latest_checkpoint(run_dir) / "state.json")["threads"] == 2
