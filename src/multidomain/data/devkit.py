@@ -17,10 +17,12 @@ domains. Each image has one annotation whose id equals the image id.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from multidomain.errors import DataError
 from multidomain.io import read_json, write_json
 
 ID_STRIDE = 10_000_000
@@ -73,6 +75,58 @@ def split_file(root: str | Path, domain: str, split: str) -> Path:
     )
 
 
+def file_name_problem(
+    root: str | Path, file_name: Any, resolved_dirs: dict[str, Path] | None = None
+) -> str | None:
+    """Why ``file_name`` cannot be read as an image of the tree at ``root``, or None when it can.
+
+    The one rule that ``multidomain data check`` and ``DecathlonDataset`` share: a file name is
+    a relative path that stays inside the root, neither absolute, nor with ``..`` parts, nor
+    (itself or a folder on its way) a symbolic link that points outside the root.
+
+    Args:
+        root: the devkit root.
+        file_name: the ``file_name`` of an annotation file's image.
+        resolved_dirs: a cache of resolved folders shared by the calls of one tree (a million
+            images live in a few thousand folders: one ``lstat`` per image, not per folder).
+
+    Returns:
+        The problem, worded to follow the quoted file name ("is absolute", ...), or None.
+    """
+    if not isinstance(file_name, str):
+        return f"is not a string (a {type(file_name).__name__})"
+    pure = PurePosixPath(file_name.replace("\\", "/"))
+    if not file_name:
+        return "is empty"
+    if "\0" in file_name:
+        return "contains a NUL character"
+    if pure.is_absolute() or PureWindowsPath(file_name).anchor or Path(file_name).is_absolute():
+        return "is absolute: file names are relative to the root"
+    if ".." in pure.parts:
+        return "contains '..' parts"
+    root = Path(root)
+    resolved_dirs = {} if resolved_dirs is None else resolved_dirs
+    try:
+        inside = _resolved(root, ".", resolved_dirs)
+        target = root / file_name
+        if os.path.islink(target):
+            target = target.resolve()
+        else:  # one lstat per image; its folder is resolved once per folder
+            relative = Path(file_name)
+            target = _resolved(root, str(relative.parent), resolved_dirs) / relative.name
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop
+        return "goes through a symbolic link loop"
+    if not target.is_relative_to(inside):
+        return f"goes through a symbolic link to {target}, outside the root"
+    return None
+
+
+def _resolved(root: Path, folder: str, cache: dict[str, Path]) -> Path:
+    if folder not in cache:
+        cache[folder] = (root / folder).resolve()
+    return cache[folder]
+
+
 @dataclass(frozen=True)
 class SplitRecords:
     """The parsed content of one annotation file.
@@ -97,19 +151,71 @@ class SplitRecords:
 
 
 def read_split(path: str | Path) -> SplitRecords:
-    """Parse one devkit annotation file (labelled or stripped)."""
-    content = read_json(path)
-    if not isinstance(content, dict) or "images" not in content:
-        raise ValueError(f"{path} is not a devkit annotation file: it has no 'images' list")
-    labels = {ann["image_id"]: ann["category_id"] for ann in content.get("annotations") or []}
-    images = content["images"]
+    """Parse one devkit annotation file (labelled or stripped).
+
+    Raises:
+        DataError: naming the file and the fix when it is not a devkit annotation file, an
+            annotation names an unknown image, an image has two different labels, or a
+            labelled file leaves an image without a label.
+    """
+    path = Path(path)
+    try:
+        content = read_json(path)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    images = content.get("images") if isinstance(content, dict) else None
+    if not isinstance(images, list):
+        raise DataError(f"{path} is not a devkit annotation file: it has no 'images' list")
+    image_ids = [_field(img, "id", path, "image") for img in images]
+    file_names = [_field(img, "file_name", path, "image") for img in images]
+    labels = _labels(content.get("annotations") or [], set(image_ids), path)
+    if labels:
+        for image in image_ids:
+            if image not in labels:
+                raise DataError(
+                    f"{path}: image {image} has no annotation although the file is labelled: "
+                    f"add its label or remove the image ({_check_hint(path)})"
+                )
+    categories = content.get("categories") or []
+    for category in categories:
+        _field(category, "id", path, "category")
     return SplitRecords(
-        image_ids=[img["id"] for img in images],
-        file_names=[img["file_name"] for img in images],
-        category_ids=[labels.get(img["id"], -1) for img in images],
-        categories=sorted(content.get("categories") or [], key=lambda cat: cat["id"]),
-        path=Path(path),
+        image_ids=image_ids,
+        file_names=file_names,
+        category_ids=[labels.get(image, -1) for image in image_ids],
+        categories=sorted(categories, key=lambda cat: cat["id"]),
+        path=path,
     )
+
+
+def _check_hint(path: Path) -> str:
+    return f"`multidomain data check --root {path.parent.parent}` lists every problem"
+
+
+def _field(item: Any, key: str, path: Path, what: str) -> Any:
+    if not isinstance(item, dict) or key not in item:
+        raise DataError(f"{path}: an {what} entry lacks its {key!r}: {str(item)[:80]}")
+    return item[key]
+
+
+def _labels(annotations: list, image_ids: set, path: Path) -> dict[Any, Any]:
+    """Image id -> category id; refuses unknown images and images with two different labels."""
+    labels: dict[Any, Any] = {}
+    for ann in annotations:
+        image = _field(ann, "image_id", path, "annotation")
+        label = _field(ann, "category_id", path, "annotation")
+        if image not in image_ids:
+            raise DataError(
+                f"{path}: annotation {ann.get('id')} names unknown image {image}: fix its "
+                f"image_id or remove it ({_check_hint(path)})"
+            )
+        if labels.get(image, label) != label:
+            raise DataError(
+                f"{path}: image {image} has two labels ({labels[image]} and {label}): keep one "
+                f"annotation per image ({_check_hint(path)})"
+            )
+        labels[image] = label
+    return labels
 
 
 def write_json_atomic(path: str | Path, content: Any, indent: int | None = None) -> None:
