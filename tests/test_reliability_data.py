@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,7 +125,7 @@ def test_an_interrupted_build_is_resumed_replacing_only_its_own_files(base, tmp_
 
     def failing(image):
         calls.append(1)
-        if len(calls) == 7:
+        if len(calls) == 3:
             raise KeyboardInterrupt("stopped half-way")
         return real(image)
 
@@ -142,6 +144,30 @@ def test_an_interrupted_build_is_resumed_replacing_only_its_own_files(base, tmp_
     after = snapshot(tree)
     assert after.pop("data/faces/mine.txt") == b"keep"
     assert after == snapshot(base)
+
+
+def test_a_build_stopped_before_a_rename_is_cleared_by_the_next(tmp_path, monkeypatch):
+    from multidomain.data.offline import record
+
+    real, calls = os.replace, []
+
+    def stopping(source, target):
+        calls.append(target)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed before the rename")
+        real(source, target)
+
+    monkeypatch.setattr(record.os, "replace", stopping)
+    tree = tmp_path / "t"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_offline(tree, workers=1, **BUILD)
+    monkeypatch.setattr(record.os, "replace", real)
+    stopped = Path(calls[3])
+    assert stopped.with_name(f".{stopped.name}.part").is_file() and not stopped.exists()
+    prepare_offline(tree, **{**BUILD, "domains": ["letters"]})  # another build in its place
+    assert not (tree / "data" / "faces").exists()  # every file of the first, .part included
+    assert sorted(p.name for p in (tree / "data").iterdir()) == ["letters"]
+    assert check_tree(tree).ok
 
 
 def test_a_second_builder_on_the_same_folder_is_refused(tmp_path):
