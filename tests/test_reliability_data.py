@@ -379,3 +379,10 @@ def test_data_check_cli_reports_each_new_problem_on_one_line(tree, monkeypatch, 
     problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
     assert any("names unknown image 123" in line for line in problems)
     assert any("'../x.png'" in line and "escapes the root" in line for line in problems)
+
+
+def test_an_image_smaller_than_the_crop_is_a_data_error_naming_the_file(tmp_path):
+    tree = make_devkit(tmp_path / "devkit", {"dtd": (2, (16, 16))})  # dtd: random 64 px crops
+    ds = DecathlonDataset(tree, "dtd", "train")
+    with pytest.raises(DataError, match=f"{ds.file_names[0]}: image of 16x16 px.*64 px crop"):
+        ds[0]

@@ -20,7 +20,7 @@ from multidomain.data.benchmark import Benchmark, load_benchmark
 from multidomain.data.devkit import SPLITS, SplitRecords, file_name_problem, read_split, split_file
 from multidomain.data.images import CorruptImageError, image_size, load_rgb
 from multidomain.data.transforms import RecipeTransform, domain_transform
-from multidomain.errors import DataError
+from multidomain.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _as_splits(split: str | Sequence[str]) -> tuple[str, ...]:
     splits = (split,) if isinstance(split, str) else tuple(split)
     bad = [s for s in splits if s not in SPLITS]
     if not splits or bad:
-        raise ValueError(f"bad split {split!r}: use one or more of {', '.join(SPLITS)}")
+        raise ConfigError(f"bad split {split!r}: use one or more of {', '.join(SPLITS)}")
     return splits
 
 
@@ -119,8 +119,14 @@ class DecathlonDataset(Dataset):
                 self.bad_files.append(self.file_names[position])
                 logger.warning("skipping undecodable image: %s", err)
                 continue
-            return self.transform(image), self.labels[position]
+            return self._transformed(image, position), self.labels[position]
         raise CorruptImageError(f"no decodable image in {self.domain} {'+'.join(self.splits)}")
+
+    def _transformed(self, image, position: int):
+        try:
+            return self.transform(image)
+        except DataError as err:  # e.g. an image smaller than the crop: name the file
+            raise DataError(f"{self.root / self.file_names[position]}: {err}") from err
 
     def enable_cache(self) -> None:
         """Keep images decoded from now on (as the ``cache_images`` argument does)."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from multidomain.errors import DataError
+from multidomain.errors import ConfigError, DataError
 from multidomain.io import read_json, write_json
 
 ID_STRIDE = 10_000_000
@@ -49,7 +49,7 @@ def domain_index_of_id(prefixed_id: int) -> int:
 def annotation_path(root: str | Path, domain: str, split: str, stripped: bool = False) -> Path:
     """Path of ``<root>/annotations/<domain>_<split>.json`` (``_test_stripped`` if ``stripped``)."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     suffix = "test_stripped" if stripped else split
     return Path(root) / "annotations" / f"{domain}_{suffix}.json"
 
