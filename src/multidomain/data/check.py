@@ -117,7 +117,7 @@ def _check_split(root: Path, domain: str, split: str, report: CheckReport, seen)
     _check_ids(images, "image", where, seen["image"], report)
     _check_ids(doc.get("annotations") or [], "annotation", where, seen["annotation"], report)
     _check_labels(doc, where, report)
-    resolved_dirs: dict[str, Path] = {}
+    resolved_dirs: dict = {}
     for image in images:
         name = image.get("file_name", "")
         problem = file_name_problem(root, name, resolved_dirs)

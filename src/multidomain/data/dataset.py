@@ -96,7 +96,7 @@ class DecathlonDataset(Dataset):
         self.image_ids: list[int] = []
         self.file_names: list[str] = []
         self.labels: list[int] = []
-        resolved_dirs: dict[str, Path] = {}
+        resolved_dirs: dict = {}
         for rec in records:
             _check_file_names(self.root, rec, resolved_dirs)
             self.image_ids += rec.image_ids
@@ -171,7 +171,7 @@ def _class_index(cid: int, index: dict[int, int], rec: SplitRecords) -> int:
     return index[cid]
 
 
-def _check_file_names(root: Path, rec: SplitRecords, resolved_dirs: dict[str, Path]) -> None:
+def _check_file_names(root: Path, rec: SplitRecords, resolved_dirs: dict) -> None:
     """Refuse the first image path that ``data check`` would refuse (one rule for both)."""
     for name in rec.file_names:
         problem = file_name_problem(root, name, resolved_dirs)
