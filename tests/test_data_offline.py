@@ -104,14 +104,15 @@ def test_second_call_reuses_a_complete_tree(tmp_path):
     assert (root / "benchmark.json").stat().st_mtime_ns == stamp
 
 
-def test_a_tree_without_its_marker_is_rebuilt(tmp_path):
+def test_a_tree_without_its_marker_is_refused_not_rebuilt(tmp_path):
+    # issue 8: without its build record the tree is the user's (a copy, say): never deleted
     root = prepare_offline(tmp_path / "t", max_per_class=3, domains=["faces"])
     (root / COMPLETE_MARKER).unlink()
     (root / "data" / "faces" / "train").rename(root / "data" / "faces" / "lost")
-    prepare_offline(root, max_per_class=3, domains=["faces"])
-    assert (root / COMPLETE_MARKER).is_file()
-    assert not (root / "data" / "faces" / "lost").exists()
-    assert check_tree(root).ok
+    with pytest.raises(ValueError, match="no build record"):
+        prepare_offline(root, max_per_class=3, domains=["faces"])
+    assert not (root / COMPLETE_MARKER).exists()
+    assert any((root / "data" / "faces" / "lost").iterdir())
 
 
 def test_a_foreign_folder_is_never_overwritten(tmp_path):

@@ -30,6 +30,7 @@ from typing import Any
 
 from multidomain.data.devkit import read_json, write_json_atomic
 from multidomain.decathlon import BASELINE_ACCURACY, MEAN_STD, NUM_CLASSES
+from multidomain.errors import ConfigError, DataError
 
 BENCHMARK_FILE = "benchmark.json"
 FORMAT_VERSION = 1
@@ -57,7 +58,7 @@ class DomainInfo:
 
     def __post_init__(self) -> None:
         if self.crop not in CROP_POLICIES:
-            raise ValueError(f"unknown crop policy {self.crop!r}: choose one of {CROP_POLICIES}")
+            raise DataError(f"unknown crop policy {self.crop!r}: choose one of {CROP_POLICIES}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Benchmark:
     def domain(self, name: str) -> DomainInfo:
         """The facts of ``name``; raises naming the valid domains."""
         if name not in self.domains:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown domain {name!r} for benchmark {self.name!r}: "
                 f"choose one of {', '.join(sorted(self.domains))}"
             )
@@ -94,7 +95,7 @@ class Benchmark:
         missing = [name for name, info in self.domains.items() if info.baseline_accuracy is None]
         if missing:
             where = self.path or self.name
-            raise ValueError(
+            raise DataError(
                 f"the baselines of benchmark {where} have not been measured yet (missing for "
                 f"{', '.join(sorted(missing))}): measure them with the engine's baseline recipe, "
                 "which writes them into benchmark.json"
@@ -127,7 +128,9 @@ def _domain_from_json(name: str, entry: dict[str, Any], path: Path) -> DomainInf
             baseline_accuracy=entry.get("baseline_accuracy"),
         )
     except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: domain {name!r} lacks a valid {err} entry") from err
+        raise DataError(
+            f"{path}: domain {name!r} lacks a valid {err} entry: fix the file or re-create it"
+        ) from err
 
 
 def read_benchmark(path: str | Path) -> Benchmark:
@@ -135,9 +138,12 @@ def read_benchmark(path: str | Path) -> Benchmark:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file {path} not found")
-    content = read_json(path)
+    try:
+        content = read_json(path)
+    except ValueError as err:
+        raise DataError(str(err)) from err
     if not isinstance(content, dict) or not isinstance(content.get("domains"), dict):
-        raise ValueError(f"{path} is not a benchmark file: it has no 'domains' mapping")
+        raise DataError(f"{path} is not a benchmark file: it has no 'domains' mapping")
     domains = {
         name: _domain_from_json(name, entry, path)
         for name, entry in sorted(content["domains"].items())

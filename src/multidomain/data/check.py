@@ -1,21 +1,23 @@
 """Validate a devkit tree: what ``multidomain data check`` reports.
 
 Problems (any makes the check fail): missing annotation files, empty splits, duplicate image or
-annotation ids, labels outside the categories, annotations of unknown images, labelled images
-without a label, a ``file_name`` that escapes the root, missing or undecodable images.
-Info only: grey, CMYK, palette or RGBA images (the loader converts them to RGB).
+annotation ids, labels outside the categories, annotations of unknown images, images with two
+different labels, labelled images without a label, a benchmark ``num_classes`` below the
+category count, a ``file_name`` that escapes the root (``devkit.file_name_problem``: the rule
+``DecathlonDataset`` applies too), missing or undecodable images (decompression bombs included).
+Info only: grey, CMYK, palette, RGBA or 16-bit images (the loader converts them to RGB).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from multidomain.data.devkit import SPLITS, annotation_path, read_json
+from multidomain.data.benchmark import load_benchmark
+from multidomain.data.devkit import SPLITS, annotation_path, file_name_problem, read_json
+from multidomain.data.images import CorruptImageError, load_rgb_and_mode
 
 _RGB_MODES = {"RGB"}
 
@@ -47,25 +49,15 @@ def _split_path(root: Path, domain: str, split: str) -> Path | None:
     return None
 
 
-def _escapes(root: Path, file_name: str) -> bool:
-    """Whether ``file_name`` is absolute or leaves ``root`` (``..`` parts, links excluded)."""
-    pure = PurePosixPath(file_name.replace("\\", "/"))
-    if pure.is_absolute() or Path(file_name).is_absolute() or ".." in pure.parts:
-        return True
-    return not (root / file_name).resolve().is_relative_to(root.resolve())
-
-
 def _check_image(root: Path, file_name: str, where: str, report: CheckReport) -> None:
     path = root / file_name
     if not path.is_file():
         report.problems.append(f"{where}: missing image {file_name}")
         return
     try:
-        with Image.open(path) as image:
-            mode = image.mode
-            image.load()
-    except (OSError, SyntaxError, ValueError) as err:
-        report.problems.append(f"{where}: unreadable image {file_name} ({err})")
+        mode = load_rgb_and_mode(path)[1]
+    except CorruptImageError as err:
+        report.problems.append(f"{where}: unreadable image {file_name} ({err.__cause__})")
         return
     if mode not in _RGB_MODES:
         report.infos.append(f"{where}: {mode} image {file_name} (loads as RGB)")
@@ -85,7 +77,7 @@ def _check_ids(items: list[dict], what: str, where: str, seen: set[int], report)
 def _check_labels(doc: dict[str, Any], where: str, report: CheckReport) -> None:
     categories = {cat.get("id") for cat in doc.get("categories") or []}
     image_ids = {img.get("id") for img in doc["images"]}
-    labelled = set()
+    labelled: dict[Any, Any] = {}
     for ann in doc.get("annotations") or []:
         if ann.get("category_id") not in categories:
             report.problems.append(
@@ -96,9 +88,14 @@ def _check_labels(doc: dict[str, Any], where: str, report: CheckReport) -> None:
             report.problems.append(
                 f"{where}: annotation {ann.get('id')} names unknown image {ann.get('image_id')}"
             )
-        labelled.add(ann.get("image_id"))
+        first = labelled.setdefault(ann.get("image_id"), ann.get("category_id"))
+        if first != ann.get("category_id"):
+            report.problems.append(
+                f"{where}: image {ann.get('image_id')} has two labels ({first} and "
+                f"{ann.get('category_id')})"
+            )
     if doc.get("annotations"):
-        for unlabelled in sorted(image_ids - labelled, key=str):
+        for unlabelled in sorted(image_ids - set(labelled), key=str):
             report.problems.append(f"{where}: image {unlabelled} has no annotation")
 
 
@@ -120,13 +117,32 @@ def _check_split(root: Path, domain: str, split: str, report: CheckReport, seen)
     _check_ids(images, "image", where, seen["image"], report)
     _check_ids(doc.get("annotations") or [], "annotation", where, seen["annotation"], report)
     _check_labels(doc, where, report)
+    resolved_dirs: dict = {}
     for image in images:
-        name = str(image.get("file_name", ""))
-        if _escapes(root, name):
-            report.problems.append(f"{where}: file_name {name!r} escapes the root {root}")
+        name = image.get("file_name", "")
+        problem = file_name_problem(root, name, resolved_dirs)
+        if problem is not None:
+            report.problems.append(
+                f"{where}: file_name {name!r} escapes the root {root}: it {problem}"
+            )
         else:
             _check_image(root, name, where, report)
     return len(images)
+
+
+def _check_num_classes(root: Path, domain: str, report: CheckReport) -> None:
+    """The benchmark's ``num_classes`` must cover the train file's categories (the head size)."""
+    try:
+        info = load_benchmark(root).domains.get(domain)
+        doc = read_json(annotation_path(root, domain, "train"))
+        categories = len(doc.get("categories") or [])
+    except (OSError, ValueError, AttributeError):
+        return  # reported by the split checks, or no benchmark to compare with
+    if info is not None and info.num_classes < categories:
+        report.problems.append(
+            f"{domain}: the benchmark gives num_classes={info.num_classes} but the annotations "
+            f"list {categories} categories"
+        )
 
 
 def check_tree(root: str | Path, domains: list[str] | None = None) -> CheckReport:
@@ -147,4 +163,5 @@ def check_tree(root: str | Path, domains: list[str] | None = None) -> CheckRepor
         report.counts[domain] = {
             split: _check_split(root, domain, split, report, seen) for split in SPLITS
         }
+        _check_num_classes(root, domain, report)
     return report

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from multidomain.data.benchmark import Benchmark, load_benchmark
-from multidomain.data.devkit import SPLITS, SplitRecords, read_split, split_file
-from multidomain.data.images import CorruptImageError, load_rgb
+from multidomain.data.devkit import SPLITS, SplitRecords, file_name_problem, read_split, split_file
+from multidomain.data.images import CorruptImageError, image_size, load_rgb
 from multidomain.data.transforms import RecipeTransform, domain_transform
+from multidomain.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _as_splits(split: str | Sequence[str]) -> tuple[str, ...]:
     splits = (split,) if isinstance(split, str) else tuple(split)
     bad = [s for s in splits if s not in SPLITS]
     if not splits or bad:
-        raise ValueError(f"bad split {split!r}: use one or more of {', '.join(SPLITS)}")
+        raise ConfigError(f"bad split {split!r}: use one or more of {', '.join(SPLITS)}")
     return splits
 
 
@@ -48,6 +48,8 @@ class DecathlonDataset(Dataset):
             each file is read and decoded once, not once per epoch. Costs ``3 * H * W`` bytes
             per image: for the small domains and the mini-decathlon, not for ImageNet.
         benchmark: the domains' facts; default: ``benchmark.json`` at ``root``, else the Decathlon.
+            When given (or loaded for the transform), its ``num_classes`` of the domain must
+            cover the annotation files' categories.
 
     Attributes:
         image_ids: prefixed image ids, in sample order.
@@ -56,6 +58,12 @@ class DecathlonDataset(Dataset):
         category_ids: the sorted category ids.
         num_classes: ``len(categories)``.
         bad_files: undecodable files met so far (in this process) with ``skip_bad``.
+
+    Raises:
+        DataError: at construction, naming the annotation file, when a ``file_name`` is
+            absolute, has ``..`` parts or goes through a symbolic link out of the root, when
+            the labels are inconsistent (see ``read_split``), or when ``benchmark`` gives the
+            domain fewer classes than the annotation files list.
     """
 
     def __init__(
@@ -88,10 +96,14 @@ class DecathlonDataset(Dataset):
         self.image_ids: list[int] = []
         self.file_names: list[str] = []
         self.labels: list[int] = []
+        resolved_dirs: dict = {}
         for rec in records:
+            _check_file_names(self.root, rec, resolved_dirs)
             self.image_ids += rec.image_ids
             self.file_names += rec.file_names
             self.labels += [_class_index(cid, index, rec) for cid in rec.category_ids]
+        if benchmark is not None:
+            _check_num_classes(benchmark, domain, self.num_classes, records[0])
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -107,8 +119,14 @@ class DecathlonDataset(Dataset):
                 self.bad_files.append(self.file_names[position])
                 logger.warning("skipping undecodable image: %s", err)
                 continue
-            return self.transform(image), self.labels[position]
+            return self._transformed(image, position), self.labels[position]
         raise CorruptImageError(f"no decodable image in {self.domain} {'+'.join(self.splits)}")
+
+    def _transformed(self, image, position: int):
+        try:
+            return self.transform(image)
+        except DataError as err:  # e.g. an image smaller than the crop: name the file
+            raise DataError(f"{self.root / self.file_names[position]}: {err}") from err
 
     def enable_cache(self) -> None:
         """Keep images decoded from now on (as the ``cache_images`` argument does)."""
@@ -119,12 +137,9 @@ class DecathlonDataset(Dataset):
         """Memory the cache takes once full, estimated from the first readable image's size
         (read from its header; unreadable files are left to the loading to report)."""
         for name in self.file_names:
-            try:
-                with Image.open(self.root / name) as image:
-                    width, height = image.size
-            except (OSError, SyntaxError, ValueError):
-                continue
-            return 3 * width * height * len(self)
+            size = image_size(self.root / name)
+            if size is not None:
+                return 3 * size[0] * size[1] * len(self)
         return 0
 
     def _image(self, position: int):
@@ -149,8 +164,33 @@ def _class_index(cid: int, index: dict[int, int], rec: SplitRecords) -> int:
     if cid < 0:
         return -1
     if cid not in index:
-        raise ValueError(f"{rec.path}: category id {cid} is not among the file's categories")
+        raise DataError(
+            f"{rec.path}: category id {cid} is not among the file's categories: fix the label "
+            f"or add the category (`multidomain data check --root {rec.path.parent.parent}`)"
+        )
     return index[cid]
+
+
+def _check_file_names(root: Path, rec: SplitRecords, resolved_dirs: dict) -> None:
+    """Refuse the first image path that ``data check`` would refuse (one rule for both)."""
+    for name in rec.file_names:
+        problem = file_name_problem(root, name, resolved_dirs)
+        if problem is not None:
+            raise DataError(
+                f"{rec.path}: file_name {name!r} {problem}; images must lie inside {root}: "
+                f"fix the file, and run `multidomain data check --root {root}` to list them all"
+            )
+
+
+def _check_num_classes(benchmark: Benchmark, domain: str, count: int, rec: SplitRecords) -> None:
+    """A head smaller than the category count would fail mid-epoch (label out of range)."""
+    info = benchmark.domains.get(domain)
+    if info is not None and info.num_classes < count:
+        where = benchmark.path or f"benchmark {benchmark.name!r}"
+        raise DataError(
+            f"{where} gives {domain!r} num_classes={info.num_classes}, but {rec.path} lists "
+            f"{count} categories: set num_classes to at least {count}"
+        )
 
 
 def _common_categories(records: list[SplitRecords], root: Path, domain: str) -> list[dict]:
@@ -161,5 +201,8 @@ def _common_categories(records: list[SplitRecords], root: Path, domain: str) -> 
     first = with_categories[0]
     for rec in with_categories[1:]:
         if [c["id"] for c in rec.categories] != [c["id"] for c in first.categories]:
-            raise ValueError(f"{rec.path} and {first.path} list different categories")
+            raise DataError(
+                f"{rec.path} and {first.path} list different categories: give every split of "
+                "a domain the same categories"
+            )
     return first.categories

@@ -17,10 +17,12 @@ domains. Each image has one annotation whose id equals the image id.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multidomain.errors import ConfigError, DataError
 from multidomain.io import read_json, write_json
 
 ID_STRIDE = 10_000_000
@@ -47,7 +49,7 @@ def domain_index_of_id(prefixed_id: int) -> int:
 def annotation_path(root: str | Path, domain: str, split: str, stripped: bool = False) -> Path:
     """Path of ``<root>/annotations/<domain>_<split>.json`` (``_test_stripped`` if ``stripped``)."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     suffix = "test_stripped" if stripped else split
     return Path(root) / "annotations" / f"{domain}_{suffix}.json"
 
@@ -71,6 +73,62 @@ def split_file(root: str | Path, domain: str, split: str) -> Path:
     raise FileNotFoundError(
         f"annotation file {path} not found: is {root} a devkit root (it must hold annotations/)?"
     )
+
+
+def file_name_problem(
+    root: str | Path, file_name: Any, resolved_dirs: dict | None = None
+) -> str | None:
+    """Why ``file_name`` cannot be read as an image of the tree at ``root``, or None when it can.
+
+    The one rule that ``multidomain data check`` and ``DecathlonDataset`` share: a file name is
+    a relative path that stays inside the root, neither absolute, nor with ``..`` parts, nor
+    (itself or a folder on its way) a symbolic link that points outside the root.
+
+    Args:
+        root: the devkit root.
+        file_name: the ``file_name`` of an annotation file's image.
+        resolved_dirs: a cache of the folders read, shared by the calls for one tree (a million
+            images live in a few thousand folders: each folder is read once).
+
+    Returns:
+        The problem, worded to follow the quoted file name ("is absolute", ...), or None.
+    """
+    if not isinstance(file_name, str):
+        return f"is not a string (a {type(file_name).__name__})"
+    if not file_name:
+        return "is empty"
+    if "\0" in file_name:
+        return "contains a NUL character"
+    posix = file_name.replace("\\", "/")
+    if posix.startswith("/") or posix[1:2] == ":":  # /x, //server/x, C:\\x, C:x
+        return "is absolute: file names are relative to the root"
+    if ".." in posix.split("/"):
+        return "contains '..' parts"
+    cache = {} if resolved_dirs is None else resolved_dirs
+    folder, _, name = file_name.rpartition("/")
+    inside = _folder(root, "", cache)[0]
+    resolved, links = _folder(root, folder, cache)
+    if name in links:
+        target = os.path.realpath(os.path.join(root, file_name))
+    else:
+        target = os.path.join(resolved, name)
+    if target != inside and not target.startswith(inside.rstrip(os.sep) + os.sep):
+        return f"goes through a symbolic link to {target}, outside the root"
+    return None
+
+
+def _folder(root: str | Path, folder: str, cache: dict) -> tuple[str, frozenset[str]]:
+    """A folder's resolved path and the names of the symbolic links in it, read once: one
+    ``scandir`` per folder instead of one ``lstat`` per image (a million images)."""
+    if folder not in cache:
+        path = os.path.join(root, folder)
+        try:
+            with os.scandir(path) as entries:
+                links = frozenset(entry.name for entry in entries if entry.is_symlink())
+        except OSError:  # missing or unreadable: reported when the image is read
+            links = frozenset()
+        cache[folder] = (os.path.realpath(path), links)
+    return cache[folder]
 
 
 @dataclass(frozen=True)
@@ -97,19 +155,71 @@ class SplitRecords:
 
 
 def read_split(path: str | Path) -> SplitRecords:
-    """Parse one devkit annotation file (labelled or stripped)."""
-    content = read_json(path)
-    if not isinstance(content, dict) or "images" not in content:
-        raise ValueError(f"{path} is not a devkit annotation file: it has no 'images' list")
-    labels = {ann["image_id"]: ann["category_id"] for ann in content.get("annotations") or []}
-    images = content["images"]
+    """Parse one devkit annotation file (labelled or stripped).
+
+    Raises:
+        DataError: naming the file and the fix when it is not a devkit annotation file, an
+            annotation names an unknown image, an image has two different labels, or a
+            labelled file leaves an image without a label.
+    """
+    path = Path(path)
+    try:
+        content = read_json(path)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    images = content.get("images") if isinstance(content, dict) else None
+    if not isinstance(images, list):
+        raise DataError(f"{path} is not a devkit annotation file: it has no 'images' list")
+    image_ids = [_field(img, "id", path, "image") for img in images]
+    file_names = [_field(img, "file_name", path, "image") for img in images]
+    labels = _labels(content.get("annotations") or [], set(image_ids), path)
+    if labels:
+        for image in image_ids:
+            if image not in labels:
+                raise DataError(
+                    f"{path}: image {image} has no annotation although the file is labelled: "
+                    f"add its label or remove the image ({_check_hint(path)})"
+                )
+    categories = content.get("categories") or []
+    for category in categories:
+        _field(category, "id", path, "category")
     return SplitRecords(
-        image_ids=[img["id"] for img in images],
-        file_names=[img["file_name"] for img in images],
-        category_ids=[labels.get(img["id"], -1) for img in images],
-        categories=sorted(content.get("categories") or [], key=lambda cat: cat["id"]),
-        path=Path(path),
+        image_ids=image_ids,
+        file_names=file_names,
+        category_ids=[labels.get(image, -1) for image in image_ids],
+        categories=sorted(categories, key=lambda cat: cat["id"]),
+        path=path,
     )
+
+
+def _check_hint(path: Path) -> str:
+    return f"`multidomain data check --root {path.parent.parent}` lists every problem"
+
+
+def _field(item: Any, key: str, path: Path, what: str) -> Any:
+    if not isinstance(item, dict) or key not in item:
+        raise DataError(f"{path}: an {what} entry lacks its {key!r}: {str(item)[:80]}")
+    return item[key]
+
+
+def _labels(annotations: list, image_ids: set, path: Path) -> dict[Any, Any]:
+    """Image id -> category id; refuses unknown images and images with two different labels."""
+    labels: dict[Any, Any] = {}
+    for ann in annotations:
+        image = _field(ann, "image_id", path, "annotation")
+        label = _field(ann, "category_id", path, "annotation")
+        if image not in image_ids:
+            raise DataError(
+                f"{path}: annotation {ann.get('id')} names unknown image {image}: fix its "
+                f"image_id or remove it ({_check_hint(path)})"
+            )
+        if labels.get(image, label) != label:
+            raise DataError(
+                f"{path}: image {image} has two labels ({labels[image]} and {label}): keep one "
+                f"annotation per image ({_check_hint(path)})"
+            )
+        labels[image] = label
+    return labels
 
 
 def write_json_atomic(path: str | Path, content: Any, indent: int | None = None) -> None:

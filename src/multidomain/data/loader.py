@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multidomain.data.benchmark import Benchmark, load_benchmark
 from multidomain.data.dataset import DecathlonDataset
+from multidomain.errors import ConfigError
 
 PROTOCOLS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "train": (("train",), "val"),
@@ -33,7 +34,7 @@ def protocol_splits(protocol: str) -> tuple[tuple[str, ...], str | None]:
         ValueError: naming the valid protocols.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown protocol {protocol!r}: choose 'train' (train on train, validate on val) "
             "or 'trainval' (train on train+val, no validation: the challenge protocol)"
         )

@@ -19,6 +19,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from multidomain.data.benchmark import CROP_POLICIES, Benchmark, DomainInfo
+from multidomain.errors import DataError
 
 
 class RecipeTransform:
@@ -67,7 +68,10 @@ class RecipeTransform:
 def _random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     if height < size or width < size:
-        raise ValueError(f"image of {height}x{width} px is smaller than the {size} px crop")
+        raise DataError(
+            f"image of {height}x{width} px is smaller than the {size} px crop: resize the "
+            "domain's images to at least the benchmark's image_size, or lower its crop_size"
+        )
     top = int(torch.randint(0, height - size + 1, ()))
     left = int(torch.randint(0, width - size + 1, ()))
     return x[:, top : top + size, left : left + size]

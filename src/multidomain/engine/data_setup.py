@@ -19,19 +19,16 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_root(data: DataConfig) -> Path:
-    """The data root, built first when ``prepare_offline`` is set and it is missing."""
+    """The data root; with ``prepare_offline``, the mini-decathlon is built there first when it
+    is missing, and a build of ours that stopped half-way is finished.
+
+    A complete build is reused as built (a smaller build given as the root is the user's data,
+    not to be rebuilt at the recipe's size), and so is a devkit tree without a build record:
+    a copy of a build, or any tree of the user's, is data to use as it is, never rebuilt.
+    """
     root = Path(data.root).expanduser()
     if data.prepare_offline:
-        from multidomain.data.offline.builder import COMPLETE_MARKER, is_complete, prepare_offline
-
-        if is_complete(root):
-            # reused as built (a smaller build given with --data is the user's data, not to be
-            # rebuilt with the recipe's size); reusing still fills in the shipped baselines
-            built = read_json(root / COMPLETE_MARKER, "build marker")["params"]
-            options = ("image_size", "seed", "max_per_class", "domains")
-            prepare_offline(root, **{k: built[k] for k in options})
-        else:
-            prepare_offline(root, image_size=data.offline_image_size)
+        _prepare_offline_root(root, data.offline_image_size)
     if not (root / "annotations").is_dir():
         raise FileNotFoundError(
             f"no devkit tree at {root} (no annotations/ folder): point data.root at the Visual "
@@ -39,6 +36,34 @@ def resolve_root(data: DataConfig) -> Path:
             f"`multidomain data prepare-offline --out {root}`"
         )
     return root
+
+
+_BUILD_OPTIONS = ("image_size", "seed", "max_per_class", "domains")
+
+
+def _prepare_offline_root(root: Path, image_size: int) -> None:
+    from multidomain.data.offline.builder import COMPLETE_MARKER, is_complete, prepare_offline
+    from multidomain.data.offline.record import building_params, has_record
+
+    if is_complete(root):
+        # reusing still fills in the shipped baselines
+        built = read_json(root / COMPLETE_MARKER, "build marker")["params"]
+        prepare_offline(root, **{key: built[key] for key in _BUILD_OPTIONS})
+    elif has_record(root):
+        started = building_params(root)
+        logger.info("%s holds a mini-decathlon build that stopped half-way: finishing it", root)
+        if started is None:  # a journal of an older version: the recipe's build
+            prepare_offline(root, image_size=image_size)
+        else:
+            prepare_offline(root, **{key: started[key] for key in _BUILD_OPTIONS})
+    elif (root / "annotations").is_dir():
+        logger.info(
+            "%s is a devkit tree without a build record of ours: using it as it is "
+            "(data.prepare_offline builds nothing here)",
+            root,
+        )
+    else:
+        prepare_offline(root, image_size=image_size)
 
 
 def check_domains(benchmark: Benchmark, domains: list[str]) -> None:
@@ -105,3 +130,20 @@ def split_samples(
             for domain in domains
         }
     )
+
+
+def skipped_images(*samples: SeededSamples | None) -> dict[str, int]:
+    """Undecodable images skipped so far (``data.skip_bad``), per domain of the given samples.
+
+    Counts each domain's ``DecathlonDataset.bad_files`` summed over ``samples`` (e.g. the
+    training and the validation samples; None entries are ignored). Every domain is listed,
+    with 0 when nothing was skipped. The counts are of this process: images skipped inside
+    loader worker processes are not seen here.
+    """
+    counts: dict[str, int] = {}
+    for sample in samples:
+        if sample is None:
+            continue
+        for domain, dataset in zip(sample.domains, sample.datasets, strict=True):
+            counts[domain] = counts.get(domain, 0) + len(getattr(dataset, "bad_files", ()))
+    return counts

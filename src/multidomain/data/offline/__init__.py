@@ -19,6 +19,7 @@ from multidomain.data.offline import (
     lowres_digits,
     textures,
 )
+from multidomain.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -59,4 +60,4 @@ def spec_by_name(name: str) -> DomainSpec:
         if spec.name == name:
             return spec
     valid = ", ".join(spec.name for spec in DOMAIN_SPECS)
-    raise ValueError(f"unknown mini-decathlon domain {name!r}: choose from {valid}")
+    raise ConfigError(f"unknown mini-decathlon domain {name!r}: choose from {valid}")

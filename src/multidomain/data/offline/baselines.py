@@ -29,18 +29,28 @@ def shipped_baselines(image_size: int, seed: int, max_per_class: int | None) -> 
     return {}
 
 
-def apply_shipped_baselines(
-    root: Path, image_size: int, seed: int, max_per_class: int | None
-) -> None:
-    """Fill the missing baselines of ``root/benchmark.json`` from the shipped constants."""
+def fill_shipped_baselines(
+    content: dict, image_size: int, seed: int, max_per_class: int | None
+) -> bool:
+    """Fill the missing baselines of a ``benchmark.json`` content; returns whether any was."""
     values = shipped_baselines(image_size, seed, max_per_class)
-    path = Path(root) / BENCHMARK_FILE
-    content = read_json(path)
     changed = False
     for name, entry in content["domains"].items():
         if entry.get("baseline_accuracy") is None and name in values:
             entry["baseline_accuracy"] = values[name]
             changed = True
+    return changed
+
+
+def apply_shipped_baselines(
+    root: Path, image_size: int, seed: int, max_per_class: int | None
+) -> bool:
+    """Fill the missing baselines of ``root/benchmark.json`` from the shipped constants;
+    returns whether the file changed."""
+    path = Path(root) / BENCHMARK_FILE
+    content = read_json(path)
+    changed = fill_shipped_baselines(content, image_size, seed, max_per_class)
     if changed:
         write_json_atomic(path, content, indent=2)
         logger.info("filled the shipped baselines into %s", path)
+    return changed

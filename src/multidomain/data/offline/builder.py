@@ -3,13 +3,16 @@
 Layout under ``out``: ``annotations/<domain>_{train,val,test,test_stripped}.json``,
 ``data/<domain>/<split>/<n>.jpg`` (RGB, shorter side ``image_size``), ``benchmark.json``
 (see ``multidomain.data.benchmark``) and ``.complete.json``, written last: a tree that has it
-is reused, one that lacks it (a build that stopped half-way) is rebuilt.
+is reused. Every file written is recorded with its SHA-256 (``record.py``): a rebuild, or the
+resumption of a build that stopped half-way, deletes only files of ours that are unchanged,
+and a non-empty folder without a record of ours is refused, never emptied. The folder's lock
+(``multidomain.locks``) keeps a second builder out while one builds.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import shutil
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -29,13 +32,22 @@ from multidomain.data.devkit import (
     write_json_atomic,
 )
 from multidomain.data.offline import DOMAIN_SPECS, SOURCE_DOMAIN, DomainSpec, spec_by_name
-from multidomain.data.offline.baselines import apply_shipped_baselines
+from multidomain.data.offline.baselines import apply_shipped_baselines, fill_shipped_baselines
 from multidomain.data.offline.common import SourceImages
+from multidomain.data.offline.record import (
+    BUILDING_MARKER,
+    COMPLETE_MARKER,
+    BuildJournal,
+    refuse_foreign_folder,
+    start_build,
+)
+from multidomain.errors import ConfigError
+from multidomain.io import file_sha256
+from multidomain.locks import folder_lock
 
 logger = logging.getLogger(__name__)
 
-COMPLETE_MARKER = ".complete.json"
-BUILDING_MARKER = ".building"
+__all__ = ["BUILDING_MARKER", "COMPLETE_MARKER", "is_complete", "prepare_offline"]
 SPLIT_FRACTIONS = {"val": 0.2, "test": 0.2}  # the rest is train
 JPEG_OPTIONS = {"quality": 95, "subsampling": 0}
 
@@ -58,30 +70,6 @@ def is_complete(out: str | Path, params: dict[str, Any] | None = None) -> bool:
     return params is None or read_json(marker).get("params") == params
 
 
-def _is_mini_benchmark(path: Path) -> bool:
-    try:
-        return path.is_file() and read_json(path).get("name") == "mini-decathlon"
-    except (ValueError, AttributeError):
-        return False
-
-
-def _claim(out: Path) -> None:
-    """Mark ``out`` as ours and clear a previous build; refuse a foreign non-empty folder."""
-    ours = any((out / name).exists() for name in (COMPLETE_MARKER, BUILDING_MARKER)) or (
-        _is_mini_benchmark(out / BENCHMARK_FILE)
-    )
-    if out.is_dir() and any(out.iterdir()) and not ours:
-        raise ValueError(
-            f"{out} is not empty and holds no mini-decathlon build: pick a new or empty folder"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / BUILDING_MARKER).touch()
-    (out / COMPLETE_MARKER).unlink(missing_ok=True)
-    for name in ("annotations", "data"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    (out / BENCHMARK_FILE).unlink(missing_ok=True)
-
-
 def split_indices(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Class-balanced disjoint train/val/test indices, each split shuffled."""
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
@@ -100,8 +88,14 @@ def _rgb(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image).convert("RGB")
 
 
-def _save(path: Path, image: np.ndarray) -> None:
-    _rgb(image).save(path, "JPEG", **JPEG_OPTIONS)
+def _encode_jpeg(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    _rgb(image).save(buffer, "JPEG", **JPEG_OPTIONS)
+    return buffer.getvalue()
+
+
+def _write_image(journal: BuildJournal, name: str, image: np.ndarray) -> None:
+    journal.write(name, _encode_jpeg(image))
 
 
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
@@ -116,7 +110,7 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def _write_domain(
-    out: Path, spec: DomainSpec, index: int, src: SourceImages, rng, submit
+    journal: BuildJournal, spec: DomainSpec, index: int, src: SourceImages, rng, submit
 ) -> dict[str, Any]:
     """Write one domain's images and annotation files; return its benchmark.json entry."""
     splits = split_indices(src.labels, rng)
@@ -125,13 +119,11 @@ def _write_domain(
     ]
     running = 0
     for split, members in splits.items():
-        folder = out / "data" / spec.name / split
-        folder.mkdir(parents=True, exist_ok=True)
         images, labels = [], []
         for member in members:
             running += 1
             name = f"data/{spec.name}/{split}/{running:07d}.jpg"
-            submit(_save, out / name, src.images[member])
+            submit(_write_image, journal, name, src.images[member])
             size = src.images[member].shape
             images.append(
                 {
@@ -144,10 +136,11 @@ def _write_domain(
             labels.append(category_id(index, int(src.labels[member])))
         text = f"mini-decathlon {spec.name} {split}"
         document = split_document(images, labels, categories, text)
-        write_json_atomic(annotation_path(out, spec.name, split), document)
+        journal.write_json(annotation_path("", spec.name, split).as_posix(), document)
         if split == "test":
             stripped = split_document(images, None, categories, text + " (stripped)")
-            write_json_atomic(annotation_path(out, spec.name, split, stripped=True), stripped)
+            name = annotation_path("", spec.name, split, stripped=True).as_posix()
+            journal.write_json(name, stripped)
     mean, std = channel_stats(src.images[splits["train"]])
     return {
         "num_classes": len(src.class_names),
@@ -190,29 +183,47 @@ def prepare_offline(
     """Build the mini-decathlon under ``out`` (or reuse a complete build); returns ``out``.
 
     Args:
-        out: the root of the tree to write.
+        out: the root of the tree to write: a new or empty folder, or one of our builds
+            (finished or not: only its own unchanged files are replaced).
         image_size: the side of the (square) images, the shorter side of the devkit's.
         seed: fixes every random choice: two builds with one seed are byte-identical.
         max_per_class: cap on images per class (small builds for tests); None: the defaults.
         domains: build only these domains (default: every installed source).
         force: rebuild even when a complete build with these parameters exists.
         workers: threads that encode the JPEG files.
+
+    Raises:
+        DataError: ``out`` is not empty and holds no build record of ours, or a file of the
+            previous build was changed, or a foreign file is where the build writes one.
+        StorageError: another process is building in ``out``.
     """
     if max_per_class is not None and max_per_class < 3:
-        raise ValueError(
+        raise ConfigError(
             f"max_per_class={max_per_class} is too small: use at least 3, so that every class "
             "has train, val and test images"
         )
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a folder: give a new or empty folder")
     params = _params(image_size, seed, max_per_class, domains)
     if not force and is_complete(out, params):
         logger.info("%s already holds a complete mini-decathlon: reusing it", out)
-        apply_shipped_baselines(out, image_size, seed, max_per_class)
+        _refresh_baselines(out, params)
         return out
     specs = [spec_by_name(name) for name in domains] if domains else list(DOMAIN_SPECS)
     start = time.perf_counter()
-    _claim(out)
-    sources = _load_sources(specs, seed, image_size, max_per_class)
+    refuse_foreign_folder(out)  # before the lock file is made in a folder that is not ours
+    with folder_lock(out, "data build"), start_build(out, params) as journal:
+        _build(journal, specs, params, workers)
+        journal.finish(params)
+    logger.info("built the mini-decathlon in %s in %.1f s", out, time.perf_counter() - start)
+    return out
+
+
+def _build(journal: BuildJournal, specs, params: dict[str, Any], workers: int) -> None:
+    """Write every domain's images and annotations, then ``benchmark.json``."""
+    size, seed, max_per_class = params["image_size"], params["seed"], params["max_per_class"]
+    sources = _load_sources(specs, seed, size, max_per_class)
     entries, futures = {}, []
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
@@ -221,7 +232,7 @@ def prepare_offline(
 
         for index, name in enumerate(sorted(sources)):
             spec, src, rng = sources[name]
-            entries[name] = _write_domain(out, spec, index, src, rng, submit)
+            entries[name] = _write_domain(journal, spec, index, src, rng, submit)
             logger.info("%s: %d images, %d classes", name, len(src.labels), len(src.class_names))
     for future in futures:
         future.result()  # re-raise the first failed image write
@@ -229,15 +240,25 @@ def prepare_offline(
     benchmark = {
         "name": "mini-decathlon",
         "format_version": FORMAT_VERSION,
-        "image_size": image_size,
-        "crop_size": round(image_size * 64 / 72),
+        "image_size": size,
+        "crop_size": round(size * 64 / 72),
         "seed": seed,
         "source_domain": SOURCE_DOMAIN if SOURCE_DOMAIN in entries else largest,
         "domains": entries,
     }
-    write_json_atomic(out / BENCHMARK_FILE, benchmark, indent=2)
-    apply_shipped_baselines(out, image_size, seed, max_per_class)
-    write_json_atomic(out / COMPLETE_MARKER, {"params": params}, indent=2)
-    (out / BUILDING_MARKER).unlink(missing_ok=True)
-    logger.info("built the mini-decathlon in %s in %.1f s", out, time.perf_counter() - start)
-    return out
+    fill_shipped_baselines(benchmark, size, seed, max_per_class)
+    journal.write_json(BENCHMARK_FILE, benchmark, indent=2)
+
+
+def _refresh_baselines(out: Path, params: dict[str, Any]) -> None:
+    """Fill newly shipped baselines into a finished build, keeping its record true."""
+    path = out / BENCHMARK_FILE
+    before = file_sha256(path)
+    options = (params["image_size"], params["seed"], params["max_per_class"])
+    if not apply_shipped_baselines(out, *options):
+        return
+    marker = read_json(out / COMPLETE_MARKER)
+    files = marker.get("files") or {}
+    if files.get(BENCHMARK_FILE) == before:  # ours before the change, so ours after it
+        files[BENCHMARK_FILE] = file_sha256(path)
+        write_json_atomic(out / COMPLETE_MARKER, marker, indent=2)
