@@ -240,3 +240,5 @@ def test_a_corrupt_training_image_is_named_and_skip_bad_goes_past_it(root, tmp_p
     assert train_file.split("/")[-1] in err and "--skip-bad" in err
     assert main([*train_args(tree, tmp_path / "run2"), "--skip-bad"]) == 0
     assert (tmp_path / "run2" / "model" / "config.json").is_file()
+    # the skipped image is counted once, though every epoch meets it
+    assert read_json(tmp_path / "run2" / "summary.json")["skipped_images"]["animals"] == 1

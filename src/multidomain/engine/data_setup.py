@@ -135,7 +135,7 @@ def split_samples(
 def skipped_images(*samples: SeededSamples | None) -> dict[str, int]:
     """Undecodable images skipped so far (``data.skip_bad``), per domain of the given samples.
 
-    Counts each domain's ``DecathlonDataset.bad_files`` summed over ``samples`` (e.g. the
+    Counts each domain's distinct ``DecathlonDataset.bad_files`` summed over ``samples`` (e.g. the
     training and the validation samples; None entries are ignored). Every domain is listed,
     with 0 when nothing was skipped. The counts are of this process: images skipped inside
     loader worker processes are not seen here.
@@ -145,5 +145,5 @@ def skipped_images(*samples: SeededSamples | None) -> dict[str, int]:
         if sample is None:
             continue
         for domain, dataset in zip(sample.domains, sample.datasets, strict=True):
-            counts[domain] = counts.get(domain, 0) + len(getattr(dataset, "bad_files", ()))
+            counts[domain] = counts.get(domain, 0) + len(set(getattr(dataset, "bad_files", ())))
     return counts

@@ -65,6 +65,8 @@ class RunState:
     epoch_counts: dict[str, list[int]] = field(default_factory=dict)
     # torch's intra-op threads: results (and exact resume) hold at an equal count
     threads: int = 0
+    # domain -> undecodable images skipped (data.skip_bad), distinct files
+    skipped_images: dict[str, int] = field(default_factory=dict)
 
 
 class Trainer:
@@ -294,6 +296,7 @@ class Trainer:
     # -- validation and model selection ---------------------------------------------------
     def end_of_epoch(self, epoch: int) -> None:
         self.state.epoch, self.state.step = epoch + 1, 0
+        self._count_skipped()
         if self.val_samples is None:  # trainval protocol: nothing to select on, keep the last
             self.save(BestUpdate(frozenset(self.model.domains), shared=True))
             return
@@ -306,6 +309,20 @@ class Trainer:
             mean_accuracy=sum(accuracies.values()) / len(accuracies),
         )
         self.save(self._best_update(accuracies, epoch))
+
+    def _count_skipped(self) -> None:
+        """Report the images ``data.skip_bad`` skipped (this process's loaders; a resumed run
+        keeps the larger count of the two processes)."""
+        seen = data_setup.skipped_images(self.train_samples, self.val_samples)
+        counts = self.state.skipped_images
+        for domain, n in seen.items():
+            if n > counts.get(domain, 0):
+                counts[domain] = n
+        if any(counts.values()):
+            listed = ", ".join(f"{d}: {n}" for d, n in sorted(counts.items()) if n)
+            logger.warning(
+                "skipped %d undecodable images so far (%s)", sum(counts.values()), listed
+            )
 
     def validate(self, epoch: int) -> dict[str, float]:
         plan = eval_plan(
