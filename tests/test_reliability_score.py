@@ -206,3 +206,13 @@ def test_cli_refuses_a_submission_with_float_ids_in_one_line(tmp_path, monkeypat
     assert run_cli(argv, monkeypatch) != 0
     err = capsys.readouterr().err
     assert "entry 3" in err and err.count("\n") == 1
+
+
+def test_the_python_api_refuses_booleans_but_takes_numpy_numbers():
+    import numpy as np
+
+    from multidomain.metrics.decathlon_score import domain_points
+
+    with pytest.raises(DataError, match="True is not a top-1 accuracy in percent"):
+        domain_points(True, 80.0)
+    assert domain_points(np.float32(80.0), np.float64(80.0)) == pytest.approx(250.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 def _check_percent(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # numbers.Real: Python and NumPy numbers; bool is one too, but ``true`` is not 1%
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise DataError(f"{what} = {value!r} is not a top-1 accuracy in percent (0..100)")
     value = float(value)
     if not 0.0 <= value <= 100.0:
