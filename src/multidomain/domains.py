@@ -5,16 +5,31 @@ from __future__ import annotations
 import re
 
 from multidomain.decathlon import NUM_CLASSES as DECATHLON_CLASSES
+from multidomain.errors import ConfigError
 
+# ASCII letters, digits, '_' and '-' only: no '/', '\\', NUL, '.' or '..', so a name is always
+# a module key and the stem of a file name (``domains/<name>.safetensors``).
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# File names are limited to 255 bytes; ``.<name>.safetensors.XXXXXXXX.tmp`` must fit too.
+MAX_NAME_BYTES = 200
 
 
 def validate_domain_name(name: str) -> str:
-    """Return ``name`` if it can be a domain name (a module key and a file name), else raise."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(
+    """Return ``name`` if it can be a domain name (a module key and a file name).
+
+    Raises:
+        ConfigError: naming the bad name and what a name may hold.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(
             f"invalid domain name {name!r}: use letters, digits, '_' and '-', "
             "starting with a letter"
+        )
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise ConfigError(
+            f"invalid domain name {name[:20]}... ({size} bytes): a name is the stem of a file "
+            f"name, so it may hold at most {MAX_NAME_BYTES} bytes; use a shorter name"
         )
     return name
 

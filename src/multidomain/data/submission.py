@@ -6,9 +6,11 @@ images of all domains.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from multidomain.errors import DataError
 from multidomain.io import read_json, write_json
 
 
@@ -56,17 +58,48 @@ def write_submission(path: str | Path, entries: Iterable[dict[str, int]]) -> Pat
 def read_submission(path: str | Path) -> dict[int, int]:
     """``{image_id: category_id}`` of a submission file.
 
+    Both ids must be JSON integers (not ``1.0``, ``"1"`` or ``true``), and each image appears
+    once.
+
     Raises:
-        ValueError: naming the first malformed or repeated entry.
+        DataError: naming the first malformed or repeated entry (by position and value).
     """
-    content = read_json(path)
+    try:
+        content = read_json(path, "submission file")
+    except FileNotFoundError:
+        raise
+    except ValueError as err:  # not JSON
+        raise DataError(str(err)) from err
     if not isinstance(content, list):
-        raise ValueError(f"{path}: a submission is a JSON list of {{image_id, category_id}}")
+        raise DataError(
+            f"{path}: a submission is a JSON list of {{image_id, category_id}} entries, "
+            f"not a JSON {type(content).__name__}"
+        )
     predictions: dict[int, int] = {}
-    for entry in content:
-        if not isinstance(entry, dict) or not {"image_id", "category_id"} <= entry.keys():
-            raise ValueError(f"{path}: bad entry {entry!r}: expected image_id and category_id")
-        if entry["image_id"] in predictions:
-            raise ValueError(f"{path}: image_id {entry['image_id']} is predicted twice")
-        predictions[int(entry["image_id"])] = int(entry["category_id"])
+    first_entry: dict[int, int] = {}
+    for index, entry in enumerate(content):
+        image, category = _entry_ids(entry, index, path)
+        if image in predictions:
+            raise DataError(
+                f"{path}: entry {index} repeats image_id {image} of entry "
+                f"{first_entry[image]}: predict each image once"
+            )
+        predictions[image] = category
+        first_entry[image] = index
     return predictions
+
+
+def _entry_ids(entry: object, index: int, path) -> tuple[int, int]:
+    """The ``(image_id, category_id)`` of one submission entry, both JSON integers."""
+    if not isinstance(entry, dict) or not {"image_id", "category_id"} <= entry.keys():
+        raise DataError(
+            f"{path}: entry {index} is {json.dumps(entry)[:80]}: expected image_id and category_id"
+        )
+    for key in ("image_id", "category_id"):
+        value = entry[key]
+        if type(value) is not int:  # bool is an int subclass: excluded too
+            raise DataError(
+                f"{path}: entry {index} has {key} {json.dumps(value)[:40]}: ids are JSON "
+                "integers such as 30000001 (no quotes, no decimal point)"
+            )
+    return entry["image_id"], entry["category_id"]

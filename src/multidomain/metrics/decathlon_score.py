@@ -7,22 +7,78 @@ baseline error 250, twice the baseline error or worse 0.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from multidomain.data.benchmark import Benchmark
-from multidomain.data.devkit import read_split
+from multidomain.data.devkit import SplitRecords, read_split
 from multidomain.data.submission import read_submission
+from multidomain.errors import DataError
+from multidomain.io import read_json
 
 logger = logging.getLogger(__name__)
 
 
 def _check_percent(value: float, what: str) -> float:
+    # numbers.Real: Python and NumPy numbers; bool is one too, but ``true`` is not 1%
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise DataError(f"{what} = {value!r} is not a top-1 accuracy in percent (0..100)")
     value = float(value)
     if not 0.0 <= value <= 100.0:
-        raise ValueError(f"{what} = {value} is not a top-1 accuracy in percent (0..100)")
+        raise DataError(f"{what} = {value} is not a top-1 accuracy in percent (0..100)")
     return value
+
+
+def read_accuracies(path: str | Path) -> dict[str, float]:
+    """``{domain: top-1 accuracy in percent}`` from a JSON file, strictly checked.
+
+    Raises:
+        DataError: when the file is not a JSON object of numbers, a value is outside 0..100
+            (naming the domain), or every value is at most 1 (fractions, not percentages).
+    """
+    try:
+        content = read_json(path, "accuracies file")
+    except FileNotFoundError:
+        raise
+    except ValueError as err:  # not JSON
+        raise DataError(str(err)) from err
+    if not isinstance(content, dict) or not content:
+        raise DataError(
+            f"{path}: expected a JSON object {{domain: top-1 accuracy in percent}}, "
+            'such as {"svhn": 96.1, "dtd": 55.3}'
+        )
+    accuracies = {domain: _accuracy_value(domain, value, path) for domain, value in content.items()}
+    _refuse_fractions(accuracies, path)
+    return accuracies
+
+
+def _accuracy_value(domain: str, value: object, path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(
+            f"{path}: the accuracy of {domain!r} is {json.dumps(value)}, not a number of "
+            "percent (0..100) such as 96.1"
+        )
+    if not 0.0 <= value <= 100.0:
+        raise DataError(
+            f"{path}: the accuracy of {domain!r} is {value}, outside 0..100 "
+            "(top-1 accuracy in percent)"
+        )
+    return float(value)
+
+
+def _refuse_fractions(accuracies: dict[str, float], path) -> None:
+    """All values in 0..1 with one above 0 are fractions (0.9 for 90%): they would score ~0."""
+    values = list(accuracies.values())
+    if max(values) <= 1.0 and max(values) > 0.0:
+        shown = ", ".join(f"{domain}: {value}" for domain, value in list(accuracies.items())[:3])
+        shown += ", ..." if len(accuracies) > 3 else ""
+        raise DataError(
+            f"{path}: every accuracy is at most 1 ({shown}): these look like fractions, "
+            "but the score needs percentages: multiply each value by 100 (0.9 -> 90)"
+        )
 
 
 def domain_points(accuracy: float, baseline_accuracy: float) -> float:
@@ -73,21 +129,33 @@ def decathlon_score(accuracies: dict[str, float], benchmark: Benchmark) -> Score
 
 @dataclass(frozen=True)
 class SubmissionAccuracy:
-    """Per-domain accuracy (%) of a submission, with the counts behind it."""
+    """Per-domain accuracy (%) of a submission, with the counts behind it.
+
+    Attributes:
+        accuracy: top-1 accuracy in percent; a missing or invalid prediction counts as wrong.
+        correct: right predictions.
+        total: test images.
+        missing: test images without a prediction.
+        invalid_category: predictions naming no category of the image's domain.
+    """
 
     accuracy: dict[str, float]
     correct: dict[str, int]
     total: dict[str, int]
     missing: dict[str, int]
+    invalid_category: dict[str, int] = field(default_factory=dict)
 
 
 def submission_accuracy(submission: str | Path, annotations: str | Path) -> SubmissionAccuracy:
     """Top-1 accuracy per domain of a submission against labelled ``<domain>_test.json`` files.
 
-    A test image without a prediction counts as wrong (and is counted in ``missing``).
+    A test image without a prediction, or predicted as a category of another domain, counts
+    as wrong (and is counted in ``missing`` or ``invalid_category``).
 
     Raises:
         FileNotFoundError: when ``annotations`` holds no labelled test file.
+        DataError: when the submission is malformed (see ``read_submission``) or predicts
+            images that are not test images of the annotation files (counted, a few named).
     """
     predictions = read_submission(submission)
     files = sorted(Path(annotations).glob("*_test.json"))
@@ -96,16 +164,37 @@ def submission_accuracy(submission: str | Path, annotations: str | Path) -> Subm
             f"no labelled test annotations (<domain>_test.json) in {annotations}: "
             "score a submission against the labelled test files"
         )
+    splits = {path.name[: -len("_test.json")]: read_split(path) for path in files}
+    _refuse_unknown_images(predictions, splits, submission, annotations)
     result = SubmissionAccuracy({}, {}, {}, {})
-    for path in files:
-        domain = path.name[: -len("_test.json")]
-        records = read_split(path)
-        hits = [
-            predictions.get(i) == c
-            for i, c in zip(records.image_ids, records.category_ids, strict=True)
-        ]
-        result.correct[domain] = sum(hits)
-        result.total[domain] = len(hits)
-        result.missing[domain] = sum(i not in predictions for i in records.image_ids)
-        result.accuracy[domain] = 100.0 * sum(hits) / max(1, len(hits))
+    for domain, records in splits.items():
+        _score_domain(result, domain, records, predictions)
     return result
+
+
+def _refuse_unknown_images(
+    predictions: dict[int, int], splits: dict[str, SplitRecords], submission, annotations
+) -> None:
+    test_images = {i for records in splits.values() for i in records.image_ids}
+    unknown = sorted(set(predictions) - test_images)
+    if unknown:
+        shown = ", ".join(map(str, unknown[:5]))
+        raise DataError(
+            f"{len(unknown)} image ids of {submission} are not test images of the annotation "
+            f"files in {annotations} (e.g. {shown}): predict only the test images of "
+            f"{', '.join(splits)}, or give the annotations folder that holds them"
+        )
+
+
+def _score_domain(
+    result: SubmissionAccuracy, domain: str, records: SplitRecords, predictions: dict[int, int]
+) -> None:
+    categories = {category["id"] for category in records.categories}
+    categories = categories or set(records.category_ids)  # a file without a categories list
+    guesses = [predictions.get(i) for i in records.image_ids]
+    hits = sum(g == c for g, c in zip(guesses, records.category_ids, strict=True))
+    result.correct[domain] = hits
+    result.total[domain] = len(guesses)
+    result.missing[domain] = guesses.count(None)
+    result.invalid_category[domain] = sum(g is not None and g not in categories for g in guesses)
+    result.accuracy[domain] = 100.0 * hits / max(1, len(guesses))

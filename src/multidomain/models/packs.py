@@ -6,9 +6,15 @@ Layout written by :func:`save_model`::
     DIR/shared.safetensors       every tensor no domain owns
     DIR/domains/<name>.safetensors   one domain's tensors ("domain pack")
 
+    DIR/checksums.json           SHA-256 of every file (``multidomain.io.write_checksums``)
+
 A domain pack's keys do not contain the domain's name (``stages.0.0.bn1.weight``), so a pack can be
 loaded under another name. Its metadata records the architecture, class count and dropout, and
-loading checks names and shapes strictly.
+loading checks names, shapes, dtypes and values (finite) strictly, before changing anything.
+
+Files are byte-reproducible: equal weights give equal files. The metadata is one safetensors key,
+``multidomain``, holding sorted JSON (safetensors writes several keys in a random order); files
+written before, with one key per field, still load.
 """
 
 from __future__ import annotations
@@ -16,18 +22,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from multidomain.io import atomic_path, read_json, write_json
+from multidomain.domains import validate_domain_name
+from multidomain.errors import ConfigError, DataError
+from multidomain.io import atomic_path, read_json, verify_checksums, write_checksums, write_json
 from multidomain.models._registry import build_model
 from multidomain.models.base import MultiDomainNet
 from multidomain.models.config import ModelConfig
 
 DOMAIN_FORMAT = "multidomain.domain-pack/1"
 SHARED_FORMAT = "multidomain.shared/1"
+# The one safetensors metadata key this package writes: sorted JSON of every field.
+METADATA_KEY = "multidomain"
+REQUIRED_FIELDS = {
+    DOMAIN_FORMAT: ("architecture", "domain", "num_classes"),
+    SHARED_FORMAT: ("architecture",),
+}
 
 
 def domain_state_dict(model: MultiDomainNet, domain: str, keep_vars: bool = False) -> dict:
@@ -53,44 +68,53 @@ def shared_state_dict(model: MultiDomainNet, keep_vars: bool = False) -> dict:
 def save_domain(model: MultiDomainNet, domain: str, path: str | os.PathLike) -> None:
     """Write ``domain``'s pack (atomically)."""
     model._check_domain(domain)
-    metadata = {
+    fields = {
         "format": DOMAIN_FORMAT,
-        "architecture": json.dumps(model.config.architecture(), sort_keys=True),
+        "architecture": model.config.architecture(),
         "domain": domain,
-        "num_classes": str(model.domains[domain]),
-        "dropout": str(model.config.dropout.get(domain, 0.0)),
+        "num_classes": model.domains[domain],
+        "dropout": model.config.dropout.get(domain, 0.0),
     }
-    _save(domain_state_dict(model, domain), path, metadata)
+    _save(domain_state_dict(model, domain), path, fields)
 
 
 def save_shared(model: MultiDomainNet, path: str | os.PathLike) -> None:
-    metadata = {
-        "format": SHARED_FORMAT,
-        "architecture": json.dumps(model.config.architecture(), sort_keys=True),
-    }
-    _save(shared_state_dict(model), path, metadata)
+    """Write every tensor no domain owns (atomically)."""
+    fields = {"format": SHARED_FORMAT, "architecture": model.config.architecture()}
+    _save(shared_state_dict(model), path, fields)
 
 
-def load_domain(model: MultiDomainNet, path: str | os.PathLike, name: str | None = None) -> str:
+def load_domain(
+    model: MultiDomainNet,
+    path: str | os.PathLike,
+    name: str | None = None,
+    replace: bool = False,
+) -> str:
     """Load a domain pack into ``model`` as ``name`` (default: the name it was saved under).
 
-    A new name adds the domain; an existing one must have the pack's class count.
+    A new name adds the domain. An existing one must have the pack's class count, and is
+    overwritten only if it still holds the weights it was built with (a model just built from
+    its config) or if ``replace`` is True: trained or loaded weights are never lost silently.
+    Nothing changes when the pack is refused.
 
     Returns:
         The domain's name in the model.
+
+    Raises:
+        ConfigError: a bad name, an existing domain without ``replace``, another architecture
+            or class count.
+        DataError: a file that is not a domain pack, or whose tensors do not fit the model
+            (names, shapes, dtypes) or are not finite.
     """
-    tensors, metadata = _load(path, DOMAIN_FORMAT)
-    _check_architecture(model, metadata, path)
-    name = name or metadata["domain"]
-    num_classes = int(metadata["num_classes"])
+    tensors, fields = _load(path, DOMAIN_FORMAT)
+    _check_architecture(model, fields, path)
+    name = validate_domain_name(fields["domain"] if name is None else name)
+    num_classes = fields["num_classes"]
     added = name not in model.domains
     if added:
-        model.add_domain(name, num_classes, dropout=float(metadata.get("dropout", 0.0)))
-    elif model.domains[name] != num_classes:
-        raise ValueError(
-            f"wrong class count: {path} holds a {num_classes}-class head but the model's domain "
-            f"{name!r} has {model.domains[name]} classes; load it under another name"
-        )
+        model.add_domain(name, num_classes, dropout=float(fields.get("dropout", 0.0)))
+    else:
+        _check_replaceable(model, name, num_classes, replace, path)
     try:
         _copy_strict(domain_state_dict(model, name, keep_vars=True), tensors, path)
     except ValueError:
@@ -100,39 +124,68 @@ def load_domain(model: MultiDomainNet, path: str | os.PathLike, name: str | None
     return name
 
 
+def _check_replaceable(
+    model: MultiDomainNet, name: str, num_classes: int, replace: bool, path
+) -> None:
+    """Refuse to load over the existing domain ``name`` unless it may be overwritten."""
+    if model.domains[name] != num_classes:
+        raise ConfigError(
+            f"wrong class count: {path} holds a {num_classes}-class head but the model's domain "
+            f"{name!r} has {model.domains[name]} classes; load it under another name"
+        )
+    if not replace and not model.holds_initialisation_only(name):
+        raise ConfigError(
+            f"the model's domain {name!r} already holds trained or loaded weights, which "
+            f"loading {path} would overwrite: pass replace=True to overwrite them, or load the "
+            "pack under another name (name=...)"
+        )
+
+
 def load_shared(model: MultiDomainNet, path: str | os.PathLike) -> None:
-    tensors, metadata = _load(path, SHARED_FORMAT)
-    _check_architecture(model, metadata, path)
+    """Load the shared part (strictly: every tensor, matching names, shapes, dtypes, finite)."""
+    tensors, fields = _load(path, SHARED_FORMAT)
+    _check_architecture(model, fields, path)
     _copy_strict(shared_state_dict(model, keep_vars=True), tensors, path)
 
 
 def save_model(model: MultiDomainNet, directory: str | os.PathLike) -> None:
-    """Write config, shared part and every domain's pack into ``directory``."""
+    """Write config, shared part and every domain's pack into ``directory``, then the
+    checksums of its files (last, so that they describe complete files)."""
     directory = Path(directory)
     save_shared(model, directory / "shared.safetensors")
     for domain in model.domains:
         save_domain(model, domain, directory / "domains" / f"{domain}.safetensors")
     write_json(directory / "config.json", model.config.to_dict())
+    write_checksums(directory)
 
 
 def load_model(directory: str | os.PathLike) -> MultiDomainNet:
-    """Rebuild a model saved by :func:`save_model`."""
+    """Rebuild a model saved by :func:`save_model`.
+
+    Raises:
+        StorageError: when a file differs from ``checksums.json`` (a folder written before
+            checksums existed has none and is loaded unverified).
+    """
     directory = Path(directory)
+    verify_checksums(directory, "model folder")
     config = ModelConfig.from_dict(read_json(directory / "config.json", "model config"))
     model = build_model(config)
     load_shared(model, directory / "shared.safetensors")
     for domain in config.domains:
-        load_domain(model, directory / "domains" / f"{domain}.safetensors", domain)
+        path = directory / "domains" / f"{domain}.safetensors"
+        load_domain(model, path, domain, replace=True)  # the model was just built for them
     return model
 
 
-def _save(state: dict, path: str | os.PathLike, metadata: dict[str, str]) -> None:
+def _save(state: dict, path: str | os.PathLike, fields: dict[str, Any]) -> None:
     tensors = {key: value.detach().contiguous() for key, value in state.items()}
+    metadata = {METADATA_KEY: json.dumps(fields, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def _load(path: str | os.PathLike, expected_format: str) -> tuple[dict, dict[str, str]]:
+def _load(path: str | os.PathLike, expected_format: str) -> tuple[dict, dict[str, Any]]:
+    """The tensors and metadata fields of a file this module wrote, as ``expected_format``."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
@@ -140,18 +193,45 @@ def _load(path: str | os.PathLike, expected_format: str) -> tuple[dict, dict[str
             metadata = handle.metadata() or {}
         tensors = load_file(str(path))
     except SafetensorError as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    if metadata.get("format") != expected_format:
-        raise ValueError(
-            f"{path} is a {metadata.get('format', 'foreign')!r} file, expected {expected_format!r}"
+        raise DataError(f"{path} is not a readable safetensors file: {err}") from err
+    fields = _metadata_fields(metadata, path)
+    if fields.get("format") != expected_format:
+        raise DataError(
+            f"{path} is a {fields.get('format', 'foreign')!r} file, expected {expected_format!r}"
         )
-    return tensors, metadata
+    missing = [key for key in REQUIRED_FIELDS[expected_format] if key not in fields]
+    classes = fields.get("num_classes", 1)
+    if missing or type(classes) is not int or classes < 1:
+        problem = f"no {', '.join(missing)}" if missing else f"num_classes = {classes!r}"
+        raise DataError(f"{path} has incomplete metadata ({problem}): re-save it with multidomain")
+    return tensors, fields
 
 
-def _check_architecture(model: MultiDomainNet, metadata: dict[str, str], path) -> None:
-    saved = json.loads(metadata["architecture"])
+def _metadata_fields(metadata: dict[str, str], path) -> dict[str, Any]:
+    """The fields of the metadata, typed: one sorted-JSON key, or (files written before) one
+    string-valued key per field."""
+    try:
+        if METADATA_KEY in metadata:
+            fields = json.loads(metadata[METADATA_KEY])
+            if not isinstance(fields, dict):
+                raise ValueError("not a JSON object")
+            return fields
+        fields = dict(metadata)
+        converters = {"architecture": json.loads, "num_classes": int, "dropout": float}
+        for key, convert in converters.items():
+            if key in fields:
+                fields[key] = convert(fields[key])
+        return fields
+    except ValueError as err:
+        raise DataError(
+            f"{path} has unreadable metadata ({err}): re-save it with multidomain"
+        ) from err
+
+
+def _check_architecture(model: MultiDomainNet, fields: dict[str, Any], path) -> None:
+    saved = fields.get("architecture")
     if saved != model.config.architecture():
-        raise ValueError(
+        raise ConfigError(
             f"wrong architecture: {path} was saved from {saved}, "
             f"but the model is {model.config.architecture()}"
         )
@@ -159,6 +239,15 @@ def _check_architecture(model: MultiDomainNet, metadata: dict[str, str], path) -
 
 @torch.no_grad()
 def _copy_strict(targets: dict, tensors: dict, path) -> None:
+    """Copy ``tensors`` into ``targets`` after checking all of them (all or nothing)."""
+    _check_keys_and_shapes(targets, tensors, path)
+    for key in sorted(targets):
+        _check_values(key, tensors[key], targets[key], path)
+    for key, target in targets.items():
+        target.copy_(tensors[key])
+
+
+def _check_keys_and_shapes(targets: dict, tensors: dict, path) -> None:
     missing = sorted(set(targets) - set(tensors))
     unexpected = sorted(set(tensors) - set(targets))
     wrong_shape = [
@@ -173,8 +262,28 @@ def _copy_strict(targets: dict, tensors: dict, path) -> None:
     )
     if problems:
         total = len(missing) + len(unexpected) + len(wrong_shape)
-        raise ValueError(
+        raise DataError(
             f"{path} does not match the model ({total} problems): " + "; ".join(problems)
         )
-    for key, target in targets.items():
-        target.copy_(tensors[key])
+
+
+def _check_values(key: str, tensor: torch.Tensor, target: torch.Tensor, path) -> None:
+    """Refuse a tensor of another kind than the model's (float for weights, integer for
+    counters such as ``num_batches_tracked``) or with NaN/inf values."""
+    if target.is_floating_point() and not tensor.is_floating_point():
+        raise DataError(
+            f"{path}: tensor {key} is {tensor.dtype}, not a floating-point tensor: the file was "
+            "not written by multidomain's save functions; re-save it"
+        )
+    if not target.is_floating_point() and (tensor.is_floating_point() or tensor.is_complex()):
+        raise DataError(
+            f"{path}: tensor {key} is {tensor.dtype}, but the model keeps an integer tensor "
+            f"({target.dtype}) there: re-save the file with multidomain"
+        )
+    if tensor.is_floating_point():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise DataError(
+                f"{path}: tensor {key} holds {bad} non-finite values (nan/inf) of "
+                f"{tensor.numel()}: it was saved from a diverged model; use an earlier checkpoint"
+            )
