@@ -236,7 +236,8 @@ def load_checkpoint_into(model: MultiDomainNet, folder: Path, part: str = "model
     """Load the weights of a checkpoint's ``model`` or ``best`` into ``model`` (strictly)."""
     load_shared(model, folder / part / "shared.safetensors")
     for domain in model.domains:
-        load_domain(model, folder / part / "domains" / f"{domain}.safetensors", domain)
+        path = folder / part / "domains" / f"{domain}.safetensors"
+        load_domain(model, path, domain, replace=True)
 
 
 def load_optimizer_state(folder: Path) -> dict[str, Any]:

@@ -47,7 +47,4 @@ def build_model(config: ModelConfig) -> nn.Module:
     """Build the model a (saved) configuration describes."""
     if config.name not in _BUILDERS:
         raise ValueError(f"unknown model {config.name!r}; available: {list_models()}")
-    model = _BUILDERS[config.name](config)
-    # every domain holds its initialisation: a pack may be loaded over it (models/packs.py)
-    model.remember_initialisation()
-    return model
+    return _BUILDERS[config.name](config)

@@ -3,10 +3,6 @@
 ``model(x, domain="svhn")`` runs a batch of one domain; ``model(x, domain=[...])`` (one name per
 sample) runs a mixed batch in one pass through the trunk. Domains can be added and removed at run
 time; every per-domain tensor lives in a :class:`~multidomain.layers.PerDomain` entry.
-
-A model remembers which domains still hold only the weights they were built with (see
-:meth:`MultiDomainNet.holds_initialisation_only`): loading a pack over such a domain loses
-nothing, while loading over trained or loaded weights needs an explicit ``replace=True``.
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ class MultiDomainNet(nn.Module):
         super().__init__()
         self.config = config
         # domain -> fingerprint of its tensors right after it was built (see _fingerprint)
-        self._initial_fingerprints: dict[str, tuple | None] = {}
 
     # -- domains ---------------------------------------------------------------------------
     @property
@@ -62,7 +57,6 @@ class MultiDomainNet(nn.Module):
         if dropout:
             self.config.dropout[name] = dropout
         self._apply_memory_format()
-        self.remember_initialisation([name])
 
     def remove_domain(self, name: str) -> None:
         """Delete every tensor that belongs to ``name``."""
@@ -73,35 +67,6 @@ class MultiDomainNet(nn.Module):
             del module[name]
         del self.config.domains[name]
         self.config.dropout.pop(name, None)
-        self._initial_fingerprints.pop(name, None)
-
-    def remember_initialisation(self, names: Sequence[str] | None = None) -> None:
-        """Record that ``names`` (default: every domain) hold only the weights they were
-        built with; the model builders and :meth:`add_domain` call it."""
-        for name in self.domains if names is None else names:
-            self._initial_fingerprints[name] = self._fingerprint(name)
-
-    def holds_initialisation_only(self, name: str) -> bool:
-        """Whether ``name``'s tensors are still the ones it was built with, never changed in
-        place since (no optimizer step, BN statistics update, ``load_state_dict`` or load).
-
-        Each tensor's identity and autograd version counter are compared with those recorded
-        when the domain was built: in-place changes bump the counter, replacing a tensor changes
-        its identity. (Writes through ``tensor.data`` escape the counter; they are not used
-        here.) Unknown after e.g. ``copy.deepcopy`` or ``model.to(device)``: then False.
-        """
-        recorded = self._initial_fingerprints.get(name)
-        return recorded is not None and recorded == self._fingerprint(name)
-
-    def _fingerprint(self, name: str) -> tuple | None:
-        """``(key, storage address, version)`` of each of ``name``'s tensors; None when a
-        tensor keeps no version counter (built under ``torch.inference_mode``)."""
-        tensors = {}
-        for path, container in self.per_domain_modules():
-            tensors.update(container[name].state_dict(prefix=f"{path}.", keep_vars=True))
-        if any(tensor.is_inference() for tensor in tensors.values()):
-            return None
-        return tuple((key, t.data_ptr(), t._version) for key, t in tensors.items())
 
     def _check_domain(self, name: object) -> None:
         if name not in self.head:

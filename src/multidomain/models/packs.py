@@ -92,10 +92,9 @@ def load_domain(
 ) -> str:
     """Load a domain pack into ``model`` as ``name`` (default: the name it was saved under).
 
-    A new name adds the domain. An existing one must have the pack's class count, and is
-    overwritten only if it still holds the weights it was built with (a model just built from
-    its config) or if ``replace`` is True: trained or loaded weights are never lost silently.
-    Nothing changes when the pack is refused.
+    A new name adds the domain. An existing one is overwritten only when ``replace`` is True
+    (and the pack has its class count): a domain's weights are never lost silently. Nothing
+    changes when the pack is refused.
 
     Returns:
         The domain's name in the model.
@@ -133,11 +132,10 @@ def _check_replaceable(
             f"wrong class count: {path} holds a {num_classes}-class head but the model's domain "
             f"{name!r} has {model.domains[name]} classes; load it under another name"
         )
-    if not replace and not model.holds_initialisation_only(name):
+    if not replace:
         raise ConfigError(
-            f"the model's domain {name!r} already holds trained or loaded weights, which "
-            f"loading {path} would overwrite: pass replace=True to overwrite them, or load the "
-            "pack under another name (name=...)"
+            f"the model already has a domain {name!r}, which loading {path} would overwrite: "
+            "pass replace=True to overwrite it, or load the pack under another name (name=...)"
         )
 
 
