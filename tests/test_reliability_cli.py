@@ -32,8 +32,10 @@ PARAMS = ["params", "--domains", "a:2,b:3", "--width", "0.125"]
 
 
 def train_args(out) -> list[str]:
-    """A valid tiny ``train`` command: it fails at the first write (config.yaml), if at all."""
-    settings = ["data.domains=[digits]", "data.root=nowhere", "model.width=0.125"]
+    """A valid ``train`` command on data that does not exist: it fails at its first write (the
+    run's config.yaml) or, where that succeeds, finding no data; it never builds or trains."""
+    settings = ["data.domains=[digits]", f"data.root={out.parent / 'no-data'}"]
+    settings += ["data.prepare_offline=false", "model.width=0.125"]
     args = ["train", "--config", "mini/pretrain", "--out", str(out)]
     for setting in settings:
         args += ["--set", setting]

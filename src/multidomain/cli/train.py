@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multidomain.engine.config import load_config
+from multidomain.engine.config import check_model_init, load_config
 from multidomain.engine.recipes import resolve_config_path
 from multidomain.engine.run_dir import CONFIG_FILE
 from multidomain.engine.train import run_training
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if path is None and args.resume and saved.is_file():
             path = saved  # --resume --set KEY=VALUE: change a setting of the saved config
         config = load_config(path, args.overrides)
+        check_model_init(config)  # before the run folder is written
     model_dir = run_training(config, args.out, resume=args.resume)
     print(f"model written to {model_dir}")
     return 0
