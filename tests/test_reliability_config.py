@@ -6,6 +6,7 @@ exits 2 and creates nothing (issue 8, section 3)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -239,3 +240,13 @@ def test_a_model_init_run_or_model_folder_passes_the_check(tmp_path):
     empty.mkdir()
     with pytest.raises(ConfigError, match=r"model\.init"):
         check_model_init(load_config(None, ["recipe=adapt", *BASE, f"model.init={empty}"]))
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"), [("a:0", "'a:0'"), ("svhn", "'svhn'"), ("1a:3", "'1a'"), ("a:2,a:3", "'a'")]
+)
+def test_a_bad_domain_list_is_a_config_error(spec, shown):
+    from multidomain.domains import parse_domains
+
+    with pytest.raises(ConfigError, match=re.escape(shown)):
+        parse_domains(spec)
