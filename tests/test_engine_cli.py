@@ -235,7 +235,7 @@ def test_a_corrupt_training_image_is_named_and_skip_bad_goes_past_it(root, tmp_p
     tree = shutil.copytree(root, tmp_path / "tree")
     train_file = read_json(tree / "annotations" / "animals_train.json")["images"][0]["file_name"]
     (tree / train_file).write_bytes(b"not a jpeg")
-    assert main(train_args(tree, tmp_path / "run")) == 2
+    assert main(train_args(tree, tmp_path / "run")) == 3  # data error (exit-code table)
     err = capsys.readouterr().err
     assert train_file.split("/")[-1] in err and "--skip-bad" in err
     assert main([*train_args(tree, tmp_path / "run2"), "--skip-bad"]) == 0

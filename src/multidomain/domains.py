@@ -38,7 +38,7 @@ def parse_domains(spec: str) -> dict[str, int]:
     """Turn ``"decathlon"`` or ``"svhn:10,dtd:47"`` into an ordered ``{domain: num_classes}``.
 
     Raises:
-        ValueError: naming the malformed entry and the expected form.
+        ConfigError: (a ValueError) naming the malformed entry and the expected form.
     """
     spec = spec.strip()
     if spec == "decathlon":
@@ -47,16 +47,16 @@ def parse_domains(spec: str) -> dict[str, int]:
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, classes = entry.partition(":")
         if not sep or not classes.strip().isdigit() or int(classes) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"bad domain entry {entry!r}: expected NAME:CLASSES such as 'svhn:10', "
                 "or the word 'decathlon'"
             )
         name = validate_domain_name(name.strip())
         if name in domains:
-            raise ValueError(f"domain {name!r} is listed twice in {spec!r}")
+            raise ConfigError(f"domain {name!r} is listed twice in {spec!r}")
         domains[name] = int(classes)
     if not domains:
-        raise ValueError(
+        raise ConfigError(
             f"no domains in {spec!r}: give 'decathlon' or a list like 'svhn:10,dtd:47'"
         )
     return domains

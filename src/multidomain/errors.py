@@ -42,6 +42,12 @@ class ConfigError(MultidomainError, ValueError):
     exit_code = EXIT_USAGE
 
 
+class InputNotFound(ConfigError, FileNotFoundError):
+    """A file or folder named by a setting or an option does not exist (a usage error)."""
+
+    exit_code = EXIT_USAGE
+
+
 class DataError(MultidomainError, ValueError):
     """Data that cannot be used as it is: a devkit tree, annotations, images."""
 

@@ -29,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto it.
 
     A crash or interrupt before the rename leaves ``path`` untouched (and no partial file).
+    An ``OSError`` that names no file (a write on a full disk) is given ``path`` as its file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +44,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
+    except OSError as err:
+        if err.filename is None:  # the error line then says which file could not be written
+            err.filename = str(path)
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 

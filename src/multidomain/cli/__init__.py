@@ -1,4 +1,8 @@
-"""The ``multidomain`` command: one sub-command module per role, wiring only (no logic here)."""
+"""The ``multidomain`` command: one sub-command module per role, wiring only (no logic here).
+
+Every failure passes through :mod:`multidomain.cli.boundary`: one stderr line and an exit code
+from the table in :mod:`multidomain.errors` (also printed by ``multidomain --help``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
-from multidomain.data.images import CorruptImageError
+from multidomain.cli.boundary import EXIT_CODES_HELP, report_failure
 
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
 _COMMAND_MODULES = ("params", "data", "score", "train", "eval", "demo", "baseline")
@@ -18,8 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multidomain",
         description="Learn many visual domains with one depthwise-separable network.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging; tracebacks of errors"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         import_module(f"multidomain.cli.{name}").register(subparsers)
@@ -32,24 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     try:
         return int(args.func(args) or 0)
-    except CorruptImageError as err:
-        if args.verbose:
-            raise
-        print(
-            f"multidomain {args.command}: error: {err} "
-            "(train with --skip-bad to count and skip such images)",
-            file=sys.stderr,
-        )
-        return 2
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        # User errors: one clear line, no traceback (use -v for one).
-        if args.verbose:
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"multidomain {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, Exception) as err:  # the boundary: one line, or a bug report
+        return report_failure(command, err, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import time
 
 from multidomain.data.check import check_tree
 from multidomain.data.offline.builder import prepare_offline
+from multidomain.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _prepare(args: argparse.Namespace) -> int:
     if args.image_size < 8:
-        raise ValueError(f"--image-size {args.image_size} is too small: use at least 8")
+        raise ConfigError(f"--image-size {args.image_size} is too small: use at least 8")
     start = time.perf_counter()
     out = prepare_offline(
         args.out,

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     model_dir = run_training(config, args.out, resume=args.resume)
     if model_dir is None:
         print(
-            f"stopped early (run.max_steps): no model yet; continue with --out {args.out} --resume"
+            f"stopped early by run.max_steps: no model yet; continue with --resume --out {args.out}"
         )
     else:
         print(f"model written to {model_dir}")

@@ -15,16 +15,26 @@ Recipes (PAPER.md section 4):
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from multidomain.domains import validate_domain_name
+from multidomain.errors import ConfigError, InputNotFound
+from multidomain.models import SHARE_POLICIES, list_models
+
 RECIPES = ("pretrain", "adapt", "joint")
 SCHEDULES = ("proportional", "round_robin")
 PRECISIONS = ("fp32", "bf16", "fp16")
+PROTOCOLS = ("train", "trainval")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
 
 @dataclass
@@ -44,15 +54,7 @@ class DataConfig:
     cache_limit_gb: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.protocol not in ("train", "trainval"):
-            raise ValueError(f"data.protocol must be 'train' or 'trainval', got {self.protocol!r}")
-        if self.cache_images not in (True, False, "auto"):
-            raise ValueError(
-                f"data.cache_images must be true, false or auto, got {self.cache_images!r}"
-            )
-        _positive("data.cache_limit_gb", self.cache_limit_gb)
-        _positive("data.batch_size", self.batch_size)
-        _positive("data.eval_batch_size", self.eval_batch_size)
+        validate_section(self, "data")
 
 
 @dataclass
@@ -64,6 +66,9 @@ class ModelSection:
     channels_last: bool = True
     init: str | None = None  # pretrained run folder or model folder (required by adapt)
     init_domain: str | None = None  # domain of ``init`` that seeds new domains (default: first)
+
+    def __post_init__(self) -> None:
+        validate_section(self, "model")
 
 
 @dataclass
@@ -79,17 +84,14 @@ class OptimConfig:
     train_norm: bool = True  # adapt: train the domain's BN parameters
 
     def __post_init__(self) -> None:
-        _positive("optim.epochs", self.epochs)
-        _positive("optim.lr", self.lr)
-        if sorted(self.lr_milestones) != list(self.lr_milestones):
-            raise ValueError(f"optim.lr_milestones must be increasing, got {self.lr_milestones}")
+        validate_section(self, "optim")
 
 
 @dataclass
 class RunConfig:
     seed: int = 0
     schedule: str = "proportional"  # joint: proportional | round_robin
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; GradScaler only for fp16)
     checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
     max_steps: int | None = None  # stop early (smoke runs); the run can be resumed later
@@ -97,13 +99,10 @@ class RunConfig:
     tensorboard: bool = False
     bn_guard: bool = True  # detect the eval-mode batch-norm collapse and re-estimate BN
     progress: bool = True
+    threads: int | None = None  # torch intra-op threads; None: torch's default
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"run.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"run.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        _positive("run.checkpoint_every", self.checkpoint_every)
+        validate_section(self, "run")
 
 
 @dataclass
@@ -115,12 +114,14 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
+        check_setting("recipe", self.recipe, str)
         if not self.data.domains:
-            raise ValueError("data.domains is empty: list the domains to train, e.g. [svhn, dtd]")
+            raise ConfigError(
+                "data.domains must be a non-empty list of the domains to train, e.g. "
+                "[svhn, dtd], got []"
+            )
         if self.recipe == "adapt" and not self.model.init:
-            raise ValueError(
+            raise ConfigError(
                 "recipe 'adapt' needs model.init: the pretrained run folder "
                 "(e.g. --set model.init=runs/pretrain)"
             )
@@ -132,33 +133,187 @@ class TrainConfig:
 _SECTIONS = {"data": DataConfig, "model": ModelSection, "optim": OptimConfig, "run": RunConfig}
 
 
-def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+# -- validation: every field's type from its annotation, then its range ----------------------
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
 
 
+def _is_name(name: str) -> bool:
+    try:
+        validate_domain_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _milestones_ok(epochs: list[int]) -> bool:
+    return all(e >= 1 for e in epochs) and sorted(epochs) == epochs
+
+
+# key -> (check of a value of the right type, what is expected); None values of ``X | None``
+# fields skip the check (None is their documented default)
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "recipe": (lambda v: v in RECIPES, f"one of {RECIPES}"),
+    "data.root": (lambda v: bool(v.strip()), "a non-empty path to a devkit tree"),
+    "data.offline_image_size": (lambda v: v >= 8, "an integer >= 8"),
+    "data.domains": (
+        lambda v: all(map(_is_name, v)) and len(set(v)) == len(v),
+        "a list of distinct domain names (letters, digits, '_' and '-', starting with a "
+        "letter), e.g. [digits, textures]",
+    ),
+    "data.protocol": (lambda v: v in PROTOCOLS, f"one of {PROTOCOLS}"),
+    "data.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "data.eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "data.workers": (lambda v: v >= 0, "an integer >= 0 or null (automatic)"),
+    "data.cache_images": (lambda v: v in (True, False, "auto"), "true, false or auto"),
+    "data.cache_limit_gb": (lambda v: _finite(v) and v > 0, "a number > 0"),
+    "model.name": (lambda v: v in list_models(), f"one of {list_models()}"),
+    "model.width": (lambda v: _finite(v) and v > 0, "a number > 0"),
+    "model.share": (
+        lambda v: v in SHARE_POLICIES,
+        f"one of {SHARE_POLICIES} or null (the model's default)",
+    ),
+    "model.init": (lambda v: bool(v.strip()), "a run folder or model folder, or null"),
+    "model.init_domain": (_is_name, "a domain name of model.init, or null (its first)"),
+    "optim.epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "optim.lr": (lambda v: _finite(v) and v > 0, "a number > 0"),
+    "optim.momentum": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "optim.weight_decay": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    "optim.weight_decay_per_domain": (
+        lambda v: all(_is_name(k) and _finite(x) and x >= 0 for k, x in v.items()),
+        "a mapping of domain name to a number >= 0, e.g. {svhn: 0.001}",
+    ),
+    "optim.dropout_per_domain": (
+        lambda v: all(_is_name(k) and 0 <= x < 1 for k, x in v.items()),
+        "a mapping of domain name to a probability in [0, 1), e.g. {gtsrb: 0.5}",
+    ),
+    "optim.lr_milestones": (_milestones_ok, "increasing epochs >= 1, e.g. [10, 13], or []"),
+    "optim.lr_gamma": (lambda v: _finite(v) and v > 0, "a number > 0"),
+    "run.seed": (lambda v: v >= 0, "an integer >= 0"),
+    "run.schedule": (lambda v: v in SCHEDULES, f"one of {SCHEDULES}"),
+    "run.device": (lambda v: bool(DEVICE_PATTERN.match(v)), "auto, cpu, cuda, cuda:N or mps"),
+    "run.precision": (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
+    "run.checkpoint_every": (lambda v: v >= 1, "an integer >= 1 (steps)"),
+    "run.max_steps": (lambda v: v >= 1, "an integer >= 1, or null (no limit)"),
+    "run.log_every": (lambda v: v >= 1, "an integer >= 1 (steps)"),
+    "run.threads": (lambda v: v >= 1, "an integer >= 1, or null (torch's default)"),
+}
+
+
+def validate_section(section: object, prefix: str) -> None:
+    """Check every field of a config section against its annotation and its rule.
+
+    Raises:
+        ConfigError: naming the key (``optim.momentum``), the bad value and what is expected.
+    """
+    hints = typing.get_type_hints(type(section))
+    for item in dataclasses.fields(section):
+        check_setting(f"{prefix}.{item.name}", getattr(section, item.name), hints[item.name])
+
+
+def check_setting(key: str, value: Any, hint: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` has type ``hint`` and passes ``RULES[key]``."""
+    check, expected = RULES.get(key, (None, None))
+    if not _has_type(value, hint):
+        hint_text = f"; valid: {expected}" if expected else ""
+        raise ConfigError(f"{key} must be {_describe(hint)}, got {value!r}{hint_text}")
+    if check is not None and value is not None and not check(value):
+        raise ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """``isinstance`` for the annotations the config uses (an int is not a bool, and is a float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_has_type(value, arm) for arm in args)
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _has_type(k, args[0]) and _has_type(v, args[1]) for k, v in value.items()
+        )
+    if hint is type(None):
+        return value is None
+    if hint in (int, float) and isinstance(value, bool):
+        return False
+    if hint is float:
+        return isinstance(value, (int, float))
+    if hint in (bool, int, str):
+        return isinstance(value, hint)
+    raise TypeError(f"config annotation {hint!r} has no type check: add one to _has_type")
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+
+
+def _describe(hint: Any) -> str:
+    """The annotation in words: ``int | None`` -> "an integer or null"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        words = [_describe(arm) for arm in args if arm is not type(None)]
+        return " or ".join(words + (["null"] if type(None) in args else []))
+    if origin is list:
+        return f"a list of {_PLURALS[args[0]]}"
+    if origin is dict:
+        return f"a mapping of {_PLURALS[args[0]]} to {_PLURALS[args[1]]}"
+    return _TYPE_NAMES[hint]
+
+
+def check_model_init(config: TrainConfig) -> None:
+    """``model.init``, when set, must hold a model: a finished run folder or a model folder.
+
+    Called before a run folder is written (``multidomain train``); not on every load, so a
+    finished run whose pretrained source moved away can still be evaluated.
+
+    Raises:
+        InputNotFound: a :class:`ConfigError` (and ``FileNotFoundError``) naming the folder.
+    """
+    init = config.model.init
+    if init is None:
+        return
+    from multidomain.engine.builders import resolve_model_dir  # builders imports this module
+
+    try:
+        resolve_model_dir(init)
+    except FileNotFoundError as err:
+        raise InputNotFound(
+            f"model.init {init!r}: {err}; finish that run or point model.init at another"
+        ) from err
+
+
+# -- loading: YAML files and --set overrides --------------------------------------------------
 def config_from_dict(data: dict[str, Any], origin: str = "config") -> TrainConfig:
     """Build a validated :class:`TrainConfig`; unknown keys are errors that list the known ones."""
     unknown = set(data) - {"recipe", *_SECTIONS}
     if unknown:
-        raise ValueError(
-            f"{origin}: unknown key(s) {sorted(unknown)}; top-level keys: recipe, "
+        raise ConfigError(
+            f"{origin}: unknown key(s) {sorted(map(str, unknown))}; top-level keys: recipe, "
             + ", ".join(_SECTIONS)
         )
     sections = {}
     for name, cls in _SECTIONS.items():
-        values = data.get(name) or {}
+        values = _section_values(data, name, origin)
         known = {f.name for f in dataclasses.fields(cls)}
         bad = set(values) - known
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"{origin}: unknown key(s) {sorted(f'{name}.{k}' for k in bad)}; "
                 f"{name} keys: {sorted(known)}"
             )
         sections[name] = cls(**values)
     return TrainConfig(recipe=data.get("recipe", "pretrain"), **sections)
+
+
+def _section_values(data: dict[str, Any], name: str, origin: str) -> dict[str, Any]:
+    values = data.get(name)
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{origin}: {name} must be a mapping of settings such as {{key: value}}, got {values!r}"
+        )
+    return values
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -167,15 +322,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"bad --set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
-        value = _parse_value(raw)
+            raise ConfigError(f"bad --set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+        value = _parse_value(raw, f"--set {item}")
         parts = key.split(".")
         if len(parts) == 1:
             data[key] = value
         elif len(parts) == 2 and parts[0] in _SECTIONS:
-            data.setdefault(parts[0], {})[parts[1]] = value
+            section = _section_values(data, parts[0], "config")
+            data[parts[0]] = {**section, parts[1]: value}
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"bad --set key {key!r}: use 'recipe' or SECTION.KEY with SECTION in "
                 f"{sorted(_SECTIONS)}"
             )
@@ -193,20 +349,39 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _parse_value(raw: str) -> Any:
-    return yaml.load(raw, Loader=_Loader) if raw else None
+def _parse_value(text: str, origin: str) -> Any:
+    """``text`` read as YAML; a syntax error is a :class:`ConfigError` naming ``origin``."""
+    if not text:
+        return None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(
+            f"{origin}: not valid YAML{where} ({problem}); quote text that holds "
+            "':', '#', '[' or '{', and close every bracket"
+        ) from err
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides.
+
+    Raises:
+        ConfigError: a missing or unparsable file, an unknown key, or a bad value (named).
+    """
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.load(path.read_text(), Loader=_Loader) or {}
+            raise InputNotFound(f"config file not found: {path}; give a YAML file or a recipe")
+        data = _parse_value(path.read_text(), str(path)) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config is a YAML mapping of sections")
+            raise ConfigError(
+                f"{path}: a config is a YAML mapping of sections (recipe, "
+                f"{', '.join(_SECTIONS)}), got {type(data).__name__} {data!r}"
+            )
     return config_from_dict(apply_overrides(data, list(overrides)), origin=str(path or "config"))
 
 

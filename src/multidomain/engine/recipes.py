@@ -6,6 +6,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from multidomain.errors import InputNotFound
+
 
 def shipped_configs() -> Path:
     return Path(str(resources.files("multidomain") / "configs"))
@@ -24,6 +26,7 @@ def resolve_config_path(spec: str) -> Path:
     shipped = shipped_configs() / f"{spec.removesuffix('.yaml')}.yaml"
     if shipped.is_file():
         return shipped
-    raise FileNotFoundError(
-        f"config {spec!r} is neither a file nor a shipped recipe; shipped: {list_recipes()}"
+    raise InputNotFound(
+        f"config {spec!r} is neither a file nor a shipped recipe; give a YAML file or one of "
+        f"{list_recipes()}"
     )

@@ -23,7 +23,7 @@ import yaml
 from multidomain.data.benchmark import BENCHMARK_FILE
 from multidomain.data.devkit import SPLITS, annotation_path
 from multidomain.engine.checkpoint import checkpoint_root, remove_crash_leftovers
-from multidomain.engine.config import TrainConfig, dump_config, load_config
+from multidomain.engine.config import TrainConfig, check_model_init, dump_config, load_config
 from multidomain.errors import ConfigError
 from multidomain.io import (
     atomic_path,
@@ -114,7 +114,9 @@ def resolve_run_config(run_dir: Path, config: TrainConfig | None, resume: bool) 
         check_new_run_folder(run_dir)
         if config is None:
             raise ConfigError("give --config (or --set) for a new run")
-        return absolute_paths(config)
+        config = absolute_paths(config)
+        check_model_init(config)
+        return config
     if not saved_path.is_file():
         detail = (
             f"it has checkpoints but no {CONFIG_FILE}, so the settings they were made with are "

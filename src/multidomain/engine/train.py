@@ -76,6 +76,8 @@ class Trainer:
         self.config, self.run_dir = config, run_dir
         self.info = init_distributed()
         self.device = resolve_device(config.run.device, self.info)
+        if config.run.threads is not None:
+            torch.set_num_threads(config.run.threads)  # results hold at an equal thread count
         if self.device.type == "cpu":
             # denormal floats appear as weights decay and slow CPU kernels down by up to 1.5x
             torch.set_flush_denormal(True)
