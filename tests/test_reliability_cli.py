@@ -31,10 +31,12 @@ from multidomain.errors import (
 PARAMS = ["params", "--domains", "a:2,b:3", "--width", "0.125"]
 
 
-def train_args(out) -> list[str]:
-    """A valid ``train`` command on data that does not exist: it fails at its first write (the
-    run's config.yaml) or, where that succeeds, finding no data; it never builds or trains."""
-    settings = ["data.domains=[digits]", f"data.root={out.parent / 'no-data'}"]
+def train_args(out, data_root=None) -> list[str]:
+    """A valid ``train`` command, by default on data that does not exist: it fails creating the
+    run folder or, where that succeeds, finding no data. Given the session's tiny tree
+    (``data_root``), it reaches its first write (the run's config.yaml)."""
+    data_root = data_root or out.parent / "no-data"
+    settings = ["data.domains=[digits]", f"data.root={data_root}"]
     settings += ["data.prepare_offline=false", "model.width=0.125"]
     args = ["train", "--config", "mini/pretrain", "--out", str(out)]
     for setting in settings:
@@ -66,23 +68,23 @@ def raiser(error: BaseException):
 
 
 # -- the environment: storage ------------------------------------------------------------------
-def test_disk_full_while_writing_names_the_file_and_exits_4(tmp_path, monkeypatch, capsys):
+def test_disk_full_while_writing_names_the_file_and_exits_4(root, tmp_path, monkeypatch, capsys):
     def fsync(fd):  # what a write on a full disk reports: no file name attached
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", fsync)
-    assert main(train_args(tmp_path / "run")) == EXIT_STORAGE
+    assert main(train_args(tmp_path / "run", root)) == EXIT_STORAGE
     err = one_error_line(capsys, "train")
     assert "disk full" in err and str(tmp_path / "run" / "config.yaml") in err
     assert "free" in err  # the fix
 
 
-def test_disk_quota_on_rename_names_the_file(tmp_path, monkeypatch, capsys):
+def test_disk_quota_on_rename_names_the_file(root, tmp_path, monkeypatch, capsys):
     def replace(src, dst):
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(dst))
 
     monkeypatch.setattr(os, "replace", replace)
-    assert main(train_args(tmp_path / "run")) == EXIT_STORAGE
+    assert main(train_args(tmp_path / "run", root)) == EXIT_STORAGE
     err = one_error_line(capsys, "train")
     assert "disk full" in err and "config.yaml" in err
 
@@ -185,11 +187,10 @@ def test_a_value_error_raised_by_our_code_is_a_usage_error(capsys):
     assert "'svhn:x'" in one_error_line(capsys, "params")
 
 
-def test_a_builtin_failing_on_user_input_in_our_frame_is_a_usage_error(tmp_path, capsys):
-    accuracies = tmp_path / "acc.json"
-    accuracies.write_text(json.dumps({"svhn": "high"}))
-    assert main(["score", "--accuracies", str(accuracies)]) == EXIT_USAGE
-    assert "high" in one_error_line(capsys, "score")
+def test_a_builtin_failing_on_user_input_in_our_frame_is_a_usage_error(monkeypatch, capsys):
+    params_raising(monkeypatch, in_package_frame("float('high')"))
+    assert main(PARAMS) == EXIT_USAGE
+    assert "high" in one_error_line(capsys, "params")
 
 
 def in_package_frame(statement: str):

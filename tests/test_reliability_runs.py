@@ -91,7 +91,7 @@ def test_out_into_an_empty_folder_or_a_file(root, tmp_path, capsys):
 
     a_file = tmp_path / "file"
     a_file.write_text("mine")
-    assert cli_train(root, a_file) == 2
+    assert cli_train(root, a_file) == 4
     assert "is a file" in one_error_line(capsys)
     assert a_file.read_text() == "mine"
 

@@ -96,7 +96,7 @@ def test_an_accuracies_file_must_be_a_non_empty_object(tmp_path, content):
 def test_cli_refuses_fractions_in_one_line(tmp_path, monkeypatch, capsys):
     fractions = {domain: value / 100 for domain, value in BASELINE_ACCURACY.items()}
     path = _write(tmp_path / "acc.json", fractions)
-    assert run_cli(["score", "--accuracies", str(path)], monkeypatch) != 0
+    assert run_cli(["score", "--accuracies", str(path)], monkeypatch) == 3  # a data error
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "percent" in captured.err and captured.err.count("\n") == 1
@@ -105,7 +105,7 @@ def test_cli_refuses_fractions_in_one_line(tmp_path, monkeypatch, capsys):
 def test_cli_refuses_true_as_an_accuracy(tmp_path, monkeypatch, capsys):
     accuracies = {**BASELINE_ACCURACY, "svhn": True}
     path = _write(tmp_path / "acc.json", accuracies)
-    assert run_cli(["score", "--accuracies", str(path)], monkeypatch) != 0
+    assert run_cli(["score", "--accuracies", str(path)], monkeypatch) == 3  # a data error
     err = capsys.readouterr().err
     assert "'svhn'" in err and "true" in err and err.count("\n") == 1
 
@@ -203,7 +203,7 @@ def test_cli_refuses_a_submission_with_float_ids_in_one_line(tmp_path, monkeypat
     entries[3]["image_id"] = float(entries[3]["image_id"])
     path = _write(tmp_path / "results.json", entries)
     argv = ["score", "--results", str(path), "--annotations", str(tmp_path / "annotations")]
-    assert run_cli(argv, monkeypatch) != 0
+    assert run_cli(argv, monkeypatch) == 3  # a data error
     err = capsys.readouterr().err
     assert "entry 3" in err and err.count("\n") == 1
 

@@ -24,7 +24,7 @@ from multidomain.data.benchmark import BENCHMARK_FILE
 from multidomain.data.devkit import SPLITS, annotation_path
 from multidomain.engine.checkpoint import checkpoint_root, remove_crash_leftovers
 from multidomain.engine.config import TrainConfig, check_model_init, dump_config, load_config
-from multidomain.errors import ConfigError
+from multidomain.errors import ConfigError, StorageError
 from multidomain.io import (
     atomic_path,
     make_temp_dir,
@@ -87,7 +87,7 @@ def check_new_run_folder(run_dir: Path) -> None:
     """A new run goes only into a missing or empty folder (a lone ``.lock`` of ours counts as
     empty); anything else is refused before a byte is written."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a folder: give a folder path")
+        raise StorageError(f"--out {run_dir} is a file, not a folder: give a folder path")
     if not run_dir.is_dir() or not _entries(run_dir):
         return
     if (run_dir / CONFIG_FILE).is_file():

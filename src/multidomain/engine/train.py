@@ -422,9 +422,9 @@ def run_training(
         fingerprint = data_fingerprint(trainer.root, config.data.domains)
         if resume:
             check_data(run_dir, trainer.root, fingerprint)
-        else:
-            record_data(run_dir, trainer.root, fingerprint)
         write_config(run_dir, config)
+        if not resume:
+            record_data(run_dir, trainer.root, fingerprint)
         if not trainer.fit():
             logger.info(
                 "stopped at run.max_steps=%s (step %d): no model yet; continue with "
