@@ -348,3 +348,18 @@ def test_the_thread_count_is_recorded_and_a_change_is_named(root, tmp_path, capl
         torch.set_num_threads(1)  # what the module's one_thread fixture set
     assert "trained with 1 threads and resumes with 2" in caplog.text
     assert read_json(latest_checkpoint(run_dir) / "state.json")["threads"] == 2
+
+
+def test_a_damaged_model_is_refused_by_eval_and_published_again_by_resume(
+    tmp_path, tmp_path_factory, capsys
+):
+    run_dir = finished_copy(tmp_path_factory, tmp_path)
+    flip_a_byte(run_dir / "model" / "shared.safetensors")
+    assert main(["eval", "--run", str(run_dir)]) == 4
+    err = one_error_line(capsys)
+    assert "shared.safetensors does not match its checksum" in err and "--resume" in err
+
+    run_training(None, run_dir, resume=True)  # nothing left to train: publishes the model
+
+    assert main(["eval", "--run", str(run_dir)]) == 0
+    assert_same_run_weights(pretrained_run(tmp_path_factory), run_dir)

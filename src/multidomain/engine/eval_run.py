@@ -37,7 +37,13 @@ def load_run_model(run_dir: Path) -> MultiDomainNet:
             f"{run_dir} holds no finished model (no model/config.json): finish the run with "
             f"`multidomain train --out {run_dir} --resume`"
         )
-    return load_model(model_dir)
+    try:
+        return load_model(model_dir)
+    except StorageError as err:
+        raise StorageError(
+            f"{err}; or publish it again from the run's last checkpoint with "
+            f"`multidomain train --out {run_dir} --resume`"
+        ) from err
 
 
 def run_data_root(run_dir: Path, data_root: str | Path | None) -> Path:
