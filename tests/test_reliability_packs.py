@@ -222,7 +222,6 @@ _SAVE_IN_A_FRESH_PROCESS = """
 """
 
 
-@pytest.mark.slow  # two fresh interpreters import torch; the in-process test above is fast
 def test_equal_weights_give_identical_files_across_processes(tmp_path):
     folders = [tmp_path / "one", tmp_path / "two"]
     code = textwrap.dedent(_SAVE_IN_A_FRESH_PROCESS)
