@@ -65,6 +65,15 @@ def read_doc(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def edit_split(tree: Path, split: str, change, domain: str = "svhn") -> dict:
+    """Apply ``change(doc)`` to ``<domain>_<split>.json`` of ``tree``; returns the new doc."""
+    path = tree / "annotations" / f"{domain}_{split}.json"
+    doc = read_doc(path)
+    change(doc)
+    write_doc(path, doc)
+    return doc
+
+
 def run_cli(argv: list[str], monkeypatch) -> int:
     """Run ``multidomain`` with only this issue's command modules (data, score)."""
     monkeypatch.setattr("multidomain.cli._COMMAND_MODULES", ("data", "score"))

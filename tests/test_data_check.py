@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from data_helpers import make_devkit, read_doc, run_cli, write_doc, write_image
+from data_helpers import edit_split, make_devkit, read_doc, run_cli, write_image
 
 
 @pytest.fixture
 def tree(tmp_path):
     return make_devkit(tmp_path / "devkit", {"svhn": (2, (72, 72))})
-
-
-def _edit(tree, split, change):
-    path = tree / "annotations" / f"svhn_{split}.json"
-    doc = read_doc(path)
-    change(doc)
-    write_doc(path, doc)
-    return doc
 
 
 def _check(tree, monkeypatch, capsys):
@@ -51,14 +43,14 @@ def test_unreadable_image(tree, monkeypatch, capsys):
 
 
 def test_label_outside_categories(tree, monkeypatch, capsys):
-    _edit(tree, "train", lambda doc: doc["annotations"][0].update(category_id=99))
+    edit_split(tree, "train", lambda doc: doc["annotations"][0].update(category_id=99))
     code, out = _check(tree, monkeypatch, capsys)
     assert code == 1
     assert "has label 99 outside the categories" in out
 
 
 def test_duplicate_image_id(tree, monkeypatch, capsys):
-    doc = _edit(tree, "train", lambda doc: doc["images"][1].update(id=doc["images"][0]["id"]))
+    doc = edit_split(tree, "train", lambda doc: doc["images"][1].update(id=doc["images"][0]["id"]))
     code, out = _check(tree, monkeypatch, capsys)
     assert code == 1
     assert f"problem: svhn/train: duplicate image id {doc['images'][0]['id']} (2 times)" in out
@@ -71,14 +63,14 @@ def test_duplicate_image_id_across_splits(tree, monkeypatch, capsys):
         doc["images"][0]["id"] = first
         doc["annotations"][0]["image_id"] = first
 
-    _edit(tree, "val", reuse)
+    edit_split(tree, "val", reuse)
     code, out = _check(tree, monkeypatch, capsys)
     assert code == 1
     assert f"svhn/val: duplicate image id {first} (also in another split)" in out
 
 
 def test_duplicate_annotation_id(tree, monkeypatch, capsys):
-    doc = _edit(
+    doc = edit_split(
         tree, "test", lambda doc: doc["annotations"][2].update(id=doc["annotations"][3]["id"])
     )
     code, out = _check(tree, monkeypatch, capsys)
@@ -89,14 +81,14 @@ def test_duplicate_annotation_id(tree, monkeypatch, capsys):
 @pytest.mark.parametrize("bad_name", ["../outside.png", "/etc/passwd", "data/../../x.png"])
 def test_file_name_escaping_the_root(tree, monkeypatch, capsys, bad_name):
     write_image(tree.parent / "outside.png", (8, 8), 0)
-    _edit(tree, "train", lambda doc: doc["images"][0].update(file_name=bad_name))
+    edit_split(tree, "train", lambda doc: doc["images"][0].update(file_name=bad_name))
     code, out = _check(tree, monkeypatch, capsys)
     assert code == 1
     assert f"file_name {bad_name!r} escapes the root" in out
 
 
 def test_empty_split(tree, monkeypatch, capsys):
-    _edit(tree, "val", lambda doc: doc.update(images=[], annotations=[]))
+    edit_split(tree, "val", lambda doc: doc.update(images=[], annotations=[]))
     code, out = _check(tree, monkeypatch, capsys)
     assert code == 1
     assert "problem: svhn/val: empty split" in out

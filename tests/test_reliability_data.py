@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_helpers import make_devkit, read_doc, run_cli, write_doc, write_image
+from data_helpers import edit_split, make_devkit, read_doc, run_cli, write_doc, write_image
 from multidomain.data.benchmark import BENCHMARK_FILE, load_benchmark
 from multidomain.data.check import check_tree
 from multidomain.data.dataset import DecathlonDataset
@@ -198,16 +198,8 @@ def tree(tmp_path):
     return make_devkit(tmp_path / "devkit", {"svhn": (2, (16, 16))})
 
 
-def _edit(tree, split, change):
-    path = tree / "annotations" / f"svhn_{split}.json"
-    doc = read_doc(path)
-    change(doc)
-    write_doc(path, doc)
-    return doc
-
-
 def _rename_first(tree, new_name):
-    _edit(tree, "train", lambda doc: doc["images"][0].update(file_name=new_name))
+    edit_split(tree, "train", lambda doc: doc["images"][0].update(file_name=new_name))
 
 
 def _assert_refused(tree, *needles):
@@ -278,7 +270,7 @@ def test_an_image_with_two_different_labels_is_refused(tree):
         )
         doc["annotations"].append({**ann, "id": ann["id"] + 1000, "category_id": other})
 
-    doc = _edit(tree, "train", second_label)
+    doc = edit_split(tree, "train", second_label)
     image = doc["annotations"][0]["image_id"]
     with pytest.raises(DataError, match=f"image {image} has two labels"):
         DecathlonDataset(tree, "svhn", "train")
@@ -286,7 +278,7 @@ def test_an_image_with_two_different_labels_is_refused(tree):
 
 
 def test_an_annotation_of_an_unknown_image_is_refused_at_construction(tree):
-    doc = _edit(tree, "train", lambda doc: doc["annotations"][1].update(image_id=123))
+    doc = edit_split(tree, "train", lambda doc: doc["annotations"][1].update(image_id=123))
     with pytest.raises(DataError, match="names unknown image 123") as caught:
         DecathlonDataset(tree, "svhn", "train")
     assert "svhn_train.json" in str(caught.value)
@@ -295,7 +287,7 @@ def test_an_annotation_of_an_unknown_image_is_refused_at_construction(tree):
 
 
 def test_a_labelled_image_without_annotation_is_refused(tree):
-    doc = _edit(tree, "val", lambda doc: doc["annotations"].pop(2))
+    doc = edit_split(tree, "val", lambda doc: doc["annotations"].pop(2))
     with pytest.raises(DataError, match=f"image {doc['images'][2]['id']} has no annotation"):
         DecathlonDataset(tree, "svhn", "val")
     assert DecathlonDataset(tree, "svhn", "test").labels  # the labelled test file is intact
@@ -373,7 +365,7 @@ def test_skipped_images_counts_per_domain(tmp_path):
 
 
 def test_data_check_cli_reports_each_new_problem_on_one_line(tree, monkeypatch, capsys):
-    _edit(tree, "train", lambda doc: doc["annotations"][1].update(image_id=123))
+    edit_split(tree, "train", lambda doc: doc["annotations"][1].update(image_id=123))
     _rename_first(tree, "../x.png")
     assert run_cli(["data", "check", "--root", str(tree)], monkeypatch) == 1
     problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
