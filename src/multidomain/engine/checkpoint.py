@@ -111,14 +111,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     Raises:
         StorageError: when checkpoint folders exist but none of them is intact.
     """
-    named = _pointer(run_dir)
+    named = _pointer(run_dir)  # warns when latest.json is unreadable or names a foreign path
     candidates = checkpoint_folders(run_dir)
-    if named is not None and named in candidates:
+    if named in candidates:
         candidates.remove(named)
         candidates.append(named)  # tried first
-    elif named is None and candidates and (checkpoint_root(run_dir) / LATEST).exists():
-        pass  # the pointer was ignored above, with a warning
-    elif named is None and candidates:
+    elif candidates and named is not None:
+        logger.warning("%s does not exist: using the newest complete checkpoint found", named)
+    elif candidates and not (checkpoint_root(run_dir) / LATEST).exists():
         logger.warning(
             "%s is missing: using the newest complete checkpoint found",
             checkpoint_root(run_dir) / LATEST,
