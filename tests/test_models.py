@@ -120,9 +120,9 @@ def test_unknown_model_and_policy_are_explained():
 
     with pytest.raises(ValueError, match=r"unknown model 'resnet26'.*resnet26_dw"):
         create_model("resnet26", {"a": 2})
-    with pytest.raises(ValueError, match=r"unknown share policy 'some'.*pointwise"):
+    with pytest.raises(ValueError, match=r"unknown method 'some'.*pointwise"):
         create_model("resnet26_dw", {"a": 2}, share="some")
-    with pytest.raises(ValueError, match="share='all'"):
+    with pytest.raises(ValueError, match=r"'pointwise' needs .*separable.*\['none', 'all'\]"):
         create_model("resnet26_std", {"a": 2}, share="pointwise")
 
 

@@ -9,7 +9,8 @@ import torch
 
 from multidomain.domains import parse_domains
 from multidomain.metrics.params import count_parameters, format_report
-from multidomain.models import SHARE_POLICIES, create_model, list_models
+from multidomain.models import create_model, list_models
+from multidomain.models.methods import list_methods
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--domains", default="decathlon", help="'decathlon' or a list like svhn:10,dtd:47"
     )
-    parser.add_argument("--share", choices=SHARE_POLICIES, help="sharing policy (model default)")
+    parser.add_argument(
+        "--share", choices=list_methods(), help="method (sharing policy; model default)"
+    )
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     parser.add_argument(
         "--shared-last-pointwise",

@@ -28,7 +28,8 @@ import yaml
 
 from multidomain.domains import validate_domain_name
 from multidomain.errors import ConfigError, InputNotFound
-from multidomain.models import SHARE_POLICIES, list_models
+from multidomain.models import list_models
+from multidomain.models.methods import list_methods
 
 RECIPES = ("pretrain", "adapt", "joint")
 SCHEDULES = ("proportional", "round_robin")
@@ -170,8 +171,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.name": (lambda v: v in list_models(), f"one of {list_models()}"),
     "model.width": (lambda v: _finite(v) and v > 0, "a number > 0"),
     "model.share": (
-        lambda v: v in SHARE_POLICIES,
-        f"one of {SHARE_POLICIES} or null (the model's default)",
+        lambda v: v in list_methods(),
+        f"a registered method ({', '.join(list_methods())}) or null (the model's default)",
     ),
     "model.init": (lambda v: bool(v.strip()), "a run folder or model folder, or null"),
     "model.init_domain": (_is_name, "a domain name of model.init, or null (its first)"),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from multidomain.layers.per_domain import PerDomain, Route
+from multidomain.layers.per_domain import PerDomain, Route, current_route, declare_role
 
 
 class ClassifierHead(nn.Module):
@@ -16,7 +18,7 @@ class ClassifierHead(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_features, num_classes)
+        self.fc = declare_role(nn.Linear(in_features, num_classes), "head")
 
     @property
     def num_classes(self) -> int:
@@ -32,7 +34,8 @@ class DomainHeads(PerDomain):
     Padding with ``-inf`` keeps ``argmax``, ``softmax`` and ``cross_entropy`` correct per sample.
     """
 
-    def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
+        route = route or current_route()
         domain = route.single
         if domain is not None:
             return self[domain](x)
@@ -44,5 +47,8 @@ class DomainHeads(PerDomain):
             parts.append(torch.cat([logits, padding], dim=1))
         return torch.cat(parts)
 
-    def add_head(self, name: str, in_features: int, num_classes: int, dropout: float) -> None:
-        self[name] = ClassifierHead(in_features, num_classes, dropout)
+    def add_domain(self, name: str, init_from: str | None = None, **domain: Any) -> None:
+        """A new head (always freshly initialised: class counts differ between domains) with
+        ``domain["num_classes"]`` outputs and ``domain.get("dropout", 0)``."""
+        in_features = next(iter(self.values())).fc.in_features
+        self[name] = ClassifierHead(in_features, domain["num_classes"], domain.get("dropout", 0))

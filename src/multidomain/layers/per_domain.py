@@ -1,8 +1,17 @@
-"""Per-domain module containers and the routing of a batch to its domains.
+"""Per-domain module containers, the add/remove-domain protocol, roles, and the routing of a
+batch to its domains.
 
 A :class:`PerDomain` holds one copy of a module per domain, keyed by the domain's name, so the
 state-dict keys say by themselves who owns a tensor (``...conv_dw.svhn.weight``). A :class:`Route`
-says which domain each part of the batch belongs to; every domain-aware layer takes it.
+says which domain each part of the batch belongs to; every domain-aware layer takes it as an
+argument or reads it from the context (:func:`routing`), so layers inside foreign blocks that
+call ``self.conv_dw(x)`` work too.
+
+Every layer that keeps per-domain state is a :class:`DomainAware`: the model calls its
+``add_domain`` / ``remove_domain`` when a domain comes or goes (the pattern of PEFT's tuner
+layers), so a layer with cross-domain state (a gate with one output per domain) handles it
+itself. Layers declare the role of their parameters (:func:`declare_role`), which freezing,
+optimizer groups and accounting read (``models.roles``).
 
 Mixed batches: the model sorts the samples by domain once, at its entry, so each domain is one
 contiguous slice. Shared layers then run once on the whole batch and a per-domain layer runs its
@@ -12,12 +21,31 @@ training mode each slice's batch norm uses that domain's own batch statistics.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from multidomain.errors import ConfigError
+
+# -- roles ------------------------------------------------------------------------------------
+ROLE_ATTRIBUTE = "multidomain_role"
+
+
+def declare_role(module: nn.Module, role: str) -> nn.Module:
+    """Mark ``module``'s own parameters as having ``role`` (``depthwise``, ``norm``, ...);
+    copies made for new domains keep the mark. Returns ``module``."""
+    setattr(module, ROLE_ATTRIBUTE, role)
+    return module
+
+
+def declared_role(module: nn.Module) -> str | None:
+    return getattr(module, ROLE_ATTRIBUTE, None)
 
 
 @dataclass(frozen=True)
@@ -74,14 +102,54 @@ class Route:
         return restored
 
 
+# -- the route of the batch in flight ---------------------------------------------------------
+_ROUTE: ContextVar[Route | None] = ContextVar("multidomain_route", default=None)
+
+
+@contextlib.contextmanager
+def routing(route: Route) -> Iterator[Route]:
+    """Make ``route`` the one layers read (:func:`current_route`) inside the ``with`` block;
+    the previous one is restored on exit, exceptions included."""
+    token = _ROUTE.set(route)
+    try:
+        yield route
+    finally:
+        _ROUTE.reset(token)
+
+
+def current_route() -> Route:
+    """The route set by :func:`routing` (the model's ``forward`` sets it)."""
+    route = _ROUTE.get()
+    if route is None:
+        raise ConfigError(
+            "a per-domain layer ran with no domain set: call the model with domain=NAME, or "
+            "wrap the call in `with model.routing(NAME):`"
+        )
+    return route
+
+
 class Routed(nn.Module):
     """Marker base class: a layer whose ``forward`` takes ``(x, route)``."""
 
 
-class PerDomain(nn.ModuleDict, Routed):
-    """One module per domain. ``forward(x, route)`` runs each domain's module on its samples."""
+class DomainAware:
+    """The protocol of layers with per-domain state: the model calls these on every such layer
+    when a domain is added or removed. ``domain`` holds what a layer may need about the new
+    domain (``num_classes``, ``dropout``); most layers ignore it."""
 
-    def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
+    def add_domain(self, name: str, init_from: str | None = None, **domain: Any) -> None:
+        raise NotImplementedError
+
+    def remove_domain(self, name: str) -> None:
+        raise NotImplementedError
+
+
+class PerDomain(nn.ModuleDict, Routed, DomainAware):
+    """One module per domain. ``forward(x, route)`` runs each domain's module on its samples
+    (``route`` defaults to the context's, see :func:`routing`)."""
+
+    def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
+        route = route or current_route()
         domain = route.single
         if domain is not None:
             return self[domain](x)
@@ -90,13 +158,16 @@ class PerDomain(nn.ModuleDict, Routed):
             [self[name](part) for (name, _, _), part in zip(route.segments, parts, strict=True)]
         )
 
-    def add_domain(self, name: str, init_from: str | None = None) -> None:
+    def add_domain(self, name: str, init_from: str | None = None, **domain: Any) -> None:
         """Add ``name``: a copy of ``init_from``'s module, or a freshly initialised one."""
         template = self[init_from] if init_from is not None else next(iter(self.values()))
         module = copy.deepcopy(template)
         if init_from is None:
             module.apply(init_weights)
         self[name] = module
+
+    def remove_domain(self, name: str) -> None:
+        del self[name]
 
 
 def route_call(module: nn.Module, x: torch.Tensor, route: Route) -> torch.Tensor:
@@ -109,6 +180,25 @@ def per_domain_or_shared(make: callable, domains: Sequence[str], shared: bool) -
     if shared:
         return make()
     return PerDomain({name: make() for name in domains})
+
+
+def depthwise_conv(channels: int, stride: int) -> nn.Conv2d:
+    """3x3 depthwise convolution (one filter per channel; the stride sits here)."""
+    conv = nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False)
+    return declare_role(conv, "depthwise")
+
+
+def pointwise_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return declare_role(nn.Conv2d(in_channels, out_channels, 1, bias=False), "pointwise")
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+    return declare_role(conv, "conv")
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    return declare_role(nn.BatchNorm2d(channels), "norm")
 
 
 @torch.no_grad()

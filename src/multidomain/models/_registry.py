@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from multidomain.errors import ConfigError
 from multidomain.models.config import ModelConfig
 
 _BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {}
@@ -17,6 +18,8 @@ def register_model(default_share: str) -> Callable:
     """Register ``fn(config) -> model`` under the function's name."""
 
     def wrap(fn: Callable[[ModelConfig], nn.Module]) -> Callable[[ModelConfig], nn.Module]:
+        if fn.__name__ in _BUILDERS:
+            raise ConfigError(f"a model named {fn.__name__!r} is already registered")
         _BUILDERS[fn.__name__] = fn
         _DEFAULT_SHARE[fn.__name__] = default_share
         return fn

@@ -2,18 +2,21 @@
 
 ``model(x, domain="svhn")`` runs a batch of one domain; ``model(x, domain=[...])`` (one name per
 sample) runs a mixed batch in one pass through the trunk. Domains can be added and removed at run
-time; every per-domain tensor lives in a :class:`~multidomain.layers.PerDomain` entry.
+time: the model calls ``add_domain`` / ``remove_domain`` on every
+:class:`~multidomain.layers.DomainAware` layer (per-domain containers, heads, a method's own
+layers), which keep their per-domain tensors keyed by the domain's name.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from multidomain.domains import validate_domain_name
-from multidomain.layers import DomainHeads, PerDomain, Route
+from multidomain.layers import DomainAware, DomainHeads, PerDomain, Route, routing
 from multidomain.models.config import ModelConfig
 
 
@@ -25,7 +28,6 @@ class MultiDomainNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        # domain -> fingerprint of its tensors right after it was built (see _fingerprint)
 
     # -- domains ---------------------------------------------------------------------------
     @property
@@ -39,6 +41,10 @@ class MultiDomainNet(nn.Module):
             if isinstance(module, PerDomain):
                 yield path, module
 
+    def domain_layers(self) -> list[DomainAware]:
+        """Every layer that takes part in adding and removing domains, the heads included."""
+        return [m for m in self.modules() if isinstance(m, DomainAware)]
+
     def add_domain(
         self, name: str, num_classes: int, init_from: str | None = None, dropout: float = 0.0
     ) -> None:
@@ -49,10 +55,8 @@ class MultiDomainNet(nn.Module):
             raise ValueError(f"domain {name!r} already exists; remove_domain({name!r}) first")
         if init_from is not None:
             self._check_domain(init_from)
-        for _, module in self.per_domain_modules():
-            if module is not self.head:
-                module.add_domain(name, init_from)
-        self.head.add_head(name, self.num_features, num_classes, dropout)
+        for layer in self.domain_layers():
+            layer.add_domain(name, init_from, num_classes=num_classes, dropout=dropout)
         self.config.domains[name] = num_classes
         if dropout:
             self.config.dropout[name] = dropout
@@ -63,8 +67,8 @@ class MultiDomainNet(nn.Module):
         self._check_domain(name)
         if len(self.head) == 1:
             raise ValueError(f"cannot remove {name!r}: it is the model's only domain")
-        for _, module in list(self.per_domain_modules()):
-            del module[name]
+        for layer in self.domain_layers():
+            layer.remove_domain(name)
         del self.config.domains[name]
         self.config.dropout.pop(name, None)
 
@@ -111,8 +115,23 @@ class MultiDomainNet(nn.Module):
             x = x[route.order]
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.forward_head(self.forward_features(x, route), route)
+        with routing(route):  # for layers that read it from the context
+            logits = self.forward_head(self.forward_features(x, route), route)
         return route.unsort(logits)
+
+    @contextlib.contextmanager
+    def routing(self, domain: str | Route) -> Iterator[Route]:
+        """Run the per-domain layers of ``domain`` inside the block, for code that calls parts
+        of the model (or a foreign block holding our layers) without passing a route::
+
+            with model.routing("svhn"):
+                features = model.stages[0](x)   # blocks that take no route
+        """
+        if isinstance(domain, str):
+            self._check_domain(domain)
+            domain = Route.for_domain(domain, 0)  # one domain: the batch size plays no part
+        with routing(domain) as route:
+            yield route
 
     def _apply_memory_format(self) -> None:
         if self.config.channels_last:

@@ -6,13 +6,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from multidomain.domains import validate_domain_name
+from multidomain.models.methods import get_method, list_methods
 
-# How the convolutions are split between domains (every policy keeps BN and heads per domain):
-#   pointwise: pointwise shared, depthwise per domain (the paper)
-#   depthwise: depthwise shared, pointwise per domain (the paper's RQ2 ablation)
-#   none:      every convolution per domain (independent networks)
-#   all:       every convolution shared (BN adaptation; with frozen BN, the feature extractor)
-SHARE_POLICIES = ("pointwise", "depthwise", "none", "all")
+# The methods registered by the package itself (``models.methods``); read ``list_methods()``
+# for every registered one.
+SHARE_POLICIES = tuple(list_methods())
 
 
 @dataclass
@@ -23,7 +21,8 @@ class ModelConfig:
         name: registered architecture (``multidomain.list_models()``).
         domains: ordered ``{domain: num_classes}``.
         width: channel multiplier (1.0 is the paper's network).
-        share: sharing policy, one of ``SHARE_POLICIES``.
+        share: the method (sharing policy) that builds the layers, a registered name
+            (``models.methods.list_methods()``).
         own_last_pointwise: with ``share="pointwise"``, the last pointwise conv (512x512) is per
             domain, as the official code trains it.
         dropout: per-domain dropout before the head (domains not listed get 0).
@@ -47,8 +46,7 @@ class ModelConfig:
                 raise ValueError(
                     f"domain {name!r}: number of classes must be >= 1, got {classes!r}"
                 )
-        if self.share not in SHARE_POLICIES:
-            raise ValueError(f"unknown share policy {self.share!r}; choose from {SHARE_POLICIES}")
+        get_method(self.share)  # raises naming the registered methods
         if not self.width > 0:
             raise ValueError(f"width must be > 0, got {self.width}")
         unknown = set(self.dropout) - set(self.domains)

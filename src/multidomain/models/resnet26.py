@@ -17,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multidomain.layers import DomainHeads, PadShortcut, PerDomain, Route, SepConv, route_call
+from multidomain.layers import DomainHeads, PadShortcut, PerDomain, Route, route_call
 from multidomain.layers.heads import ClassifierHead
-from multidomain.layers.per_domain import init_weights, per_domain_or_shared
+from multidomain.layers.per_domain import batch_norm, init_weights
 from multidomain.models._registry import register_model
 from multidomain.models.base import MultiDomainNet
 from multidomain.models.config import ModelConfig
+from multidomain.models.methods import ConvRequest, get_method
 
 # ConvFactory(in_channels, out_channels, stride, is_last) -> a domain-aware conv layer.
 ConvFactory = Callable[[int, int, int, bool], nn.Module]
@@ -57,7 +58,7 @@ class ResNet26(MultiDomainNet):
         names = list(config.domains)
 
         def bn(num_channels: int) -> PerDomain:
-            return PerDomain({d: nn.BatchNorm2d(num_channels) for d in names})
+            return PerDomain({d: batch_norm(num_channels) for d in names})
 
         stem_channels, *stage_channels = channels
         self.stem = make_conv(3, stem_channels, 1, False)
@@ -109,30 +110,15 @@ def _channels(base: Sequence[int], width: float) -> list[int]:
     return [max(1, round(c * width)) for c in base]
 
 
-def _sepconv_factory(config: ModelConfig) -> ConvFactory:
-    names = list(config.domains)
-    share_dw = config.share in ("depthwise", "all")
-    share_pw = config.share in ("pointwise", "all")
+def _conv_factory(config: ModelConfig, kind: str) -> ConvFactory:
+    """The method of ``config`` builds every convolution unit of ``kind``."""
+    method = get_method(config.share)
 
     def make(cin: int, cout: int, stride: int, is_last: bool) -> nn.Module:
-        own_pw = is_last and config.share == "pointwise" and config.own_last_pointwise
-        return SepConv(cin, cout, stride, names, share_dw, share_pw and not own_pw)
-
-    return make
-
-
-def _conv3x3_factory(config: ModelConfig) -> ConvFactory:
-    if config.share not in ("all", "none"):
-        raise ValueError(
-            f"{config.name} has no depthwise/pointwise split: share={config.share!r} is not "
-            "available; use share='all' (shared convs, per-domain BN) or share='none'"
+        request = ConvRequest(
+            kind, cin, cout, stride, is_last, list(config.domains), config.own_last_pointwise
         )
-    names = list(config.domains)
-
-    def make(cin: int, cout: int, stride: int, is_last: bool) -> nn.Module:
-        return per_domain_or_shared(
-            lambda: nn.Conv2d(cin, cout, 3, stride, 1, bias=False), names, config.share == "all"
-        )
+        return method.conv(request)
 
     return make
 
@@ -141,10 +127,12 @@ def _conv3x3_factory(config: ModelConfig) -> ConvFactory:
 def resnet26_dw(config: ModelConfig) -> ResNet26:
     """Depthwise-separable ResNet-26 (Guo et al. 2019); 3,169,667 parameters for one
     1000-class domain at width 1."""
-    return ResNet26(config, _sepconv_factory(config), _channels((64, 128, 256, 512), config.width))
+    channels = _channels((64, 128, 256, 512), config.width)
+    return ResNet26(config, _conv_factory(config, "separable"), channels)
 
 
 @register_model(default_share="all")
 def resnet26_std(config: ModelConfig) -> ResNet26:
     """Standard ResNet-26 of Rebuffi et al. (2017), the baselines' backbone."""
-    return ResNet26(config, _conv3x3_factory(config), _channels((32, 64, 128, 256), config.width))
+    channels = _channels((32, 64, 128, 256), config.width)
+    return ResNet26(config, _conv_factory(config, "standard"), channels)

@@ -1,5 +1,8 @@
 """Who owns each parameter, and what it is: the one source for freezing, optimizer groups and
-parameter accounting. Everything is read off the module structure, never off name substrings."""
+parameter accounting. Never read off name substrings: a layer's declared role
+(``layers.declare_role``) when it has one, else its structure (the fallback for foreign modules,
+which finds a BN nested anywhere, e.g. inside an adapter); the owner is the domain whose key a
+:class:`~multidomain.layers.DomainAware` layer holds it under."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from multidomain.layers import PerDomain
+from multidomain.layers import DomainAware, declared_role
 
 ROLES = ("depthwise", "pointwise", "conv", "norm", "head", "other")
 
@@ -22,6 +25,11 @@ class ParamInfo:
 
 
 def module_role(module: nn.Module) -> str:
+    """The declared role of ``module``'s own parameters, else the one its structure says."""
+    return declared_role(module) or structural_role(module)
+
+
+def structural_role(module: nn.Module) -> str:
     if isinstance(module, nn.Conv2d):
         if module.groups > 1 and module.groups == module.in_channels:
             return "depthwise"
@@ -40,7 +48,7 @@ def _walk(
     for name, param in module.named_parameters(recurse=False):
         yield prefix + name, param, ParamInfo(role, domain)
     for name, child in module.named_children():
-        owner = name if isinstance(module, PerDomain) else domain
+        owner = name if isinstance(module, DomainAware) else domain
         yield from _walk(child, f"{prefix}{name}.", owner)
 
 

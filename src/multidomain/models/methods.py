@@ -1,0 +1,135 @@
+"""Methods: what a domain owns and which layers it gets, registered by name like models.
+
+A method supplies the factories the backbones build their convolutions with (as timm blocks take
+``norm_layer`` and torchvision's ResNet takes ``norm_layer``): a backbone asks for a convolution
+unit by *kind* (``"separable"``: depthwise 3x3 then pointwise 1x1; ``"standard"``: one 3x3) and
+the method decides what is shared, what is per domain, and what extra layers go in. It also names
+the roles a target domain trains by default when adapted. The backbones never see a method's
+name: adding a method is one layer file (its layers) plus one :func:`register_method` entry.
+
+Registered here, the four sharing policies of PAPER.md section 3 (every method keeps BN and
+heads per domain):
+
+- ``pointwise``: pointwise shared, depthwise per domain (the paper), the last pointwise per
+  domain too unless ``own_last_pointwise`` is off (as the official code trains it);
+- ``depthwise``: depthwise shared, pointwise per domain (RQ2);
+- ``none``: every convolution per domain (independent networks, fine-tuning);
+- ``all``: every convolution shared (BN adaptation; with frozen BN, the feature extractor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from multidomain.errors import ConfigError
+from multidomain.layers.per_domain import (
+    conv3x3,
+    depthwise_conv,
+    per_domain_or_shared,
+    pointwise_conv,
+)
+from multidomain.layers.sepconv import SepConv
+
+ROLES_OF_A_DOMAIN = ("depthwise", "pointwise", "conv", "norm", "head")
+
+
+@dataclass(frozen=True)
+class ConvRequest:
+    """What a backbone asks a method for: one convolution unit.
+
+    Attributes:
+        kind: ``"separable"`` or ``"standard"``.
+        in_channels, out_channels, stride: its shape.
+        is_last: the network's last convolution (the official code's own last pointwise).
+        domains: the model's domains, in order.
+        own_last_pointwise: the model config's option of that name.
+    """
+
+    kind: str
+    in_channels: int
+    out_channels: int
+    stride: int
+    is_last: bool
+    domains: Sequence[str]
+    own_last_pointwise: bool = True
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named way of sharing a network between domains.
+
+    Attributes:
+        name: the registry name (``model.share`` / ``--share`` in configs and the CLI).
+        make_conv: builds the convolution unit a :class:`ConvRequest` asks for.
+        trains: the roles of its own parameters a target domain trains when adapted.
+        kinds: the convolution kinds it can build.
+    """
+
+    name: str
+    make_conv: Callable[[ConvRequest], nn.Module]
+    trains: tuple[str, ...] = ROLES_OF_A_DOMAIN
+    kinds: tuple[str, ...] = ("separable", "standard")
+
+    def conv(self, request: ConvRequest) -> nn.Module:
+        if request.kind not in self.kinds:
+            raise ConfigError(
+                f"method {self.name!r} needs a network with {' or '.join(self.kinds)} "
+                f"convolutions, but this one has {request.kind} ones; methods for it: "
+                f"{methods_for(request.kind)}"
+            )
+        return self.make_conv(request)
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    """Add ``method`` to the registry; a name is registered once."""
+    if method.name in _METHODS:
+        raise ConfigError(f"a method named {method.name!r} is already registered")
+    _METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r}; registered: {list_methods()}")
+    return _METHODS[name]
+
+
+def list_methods() -> list[str]:
+    return list(_METHODS)
+
+
+def methods_for(kind: str) -> list[str]:
+    return [name for name, method in _METHODS.items() if kind in method.kinds]
+
+
+def sharing(owned: frozenset[str], own_last_pointwise: bool = False) -> Callable:
+    """A ``make_conv`` that makes each part per domain when its role is in ``owned``, else
+    shared (``own_last_pointwise``: the network's last pointwise conv is per domain too, when
+    the model config asks for it)."""
+
+    def make_conv(request: ConvRequest) -> nn.Module:
+        def part(role: str, build: Callable[[], nn.Module], own_anyway: bool = False):
+            return per_domain_or_shared(build, request.domains, not (role in owned or own_anyway))
+
+        cin, cout, stride = request.in_channels, request.out_channels, request.stride
+        if request.kind == "standard":
+            return part("conv", lambda: conv3x3(cin, cout, stride))
+        own_last = own_last_pointwise and request.is_last and request.own_last_pointwise
+        return SepConv(
+            part("depthwise", lambda: depthwise_conv(cin, stride)),
+            part("pointwise", lambda: pointwise_conv(cin, cout), own_anyway=own_last),
+        )
+
+    return make_conv
+
+
+register_method(Method("pointwise", sharing(frozenset({"depthwise"}), True), kinds=("separable",)))
+register_method(Method("depthwise", sharing(frozenset({"pointwise"})), kinds=("separable",)))
+register_method(Method("none", sharing(frozenset({"depthwise", "pointwise", "conv"}))))
+register_method(Method("all", sharing(frozenset())))

@@ -1,0 +1,141 @@
+"""Methods as a concept (the redesign issue): a method is registered by name and supplies the
+layers; layers take part in adding and removing domains and declare their roles; a route can be
+read from the context. A toy method defined here, with its own layer holding cross-domain
+state, is built, trained and grown without any edit to the backbones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import DOMAINS, images, tiny_model
+from multidomain.errors import ConfigError
+from multidomain.layers import DomainAware, PerDomain, Route, SepConv, current_route, routing
+from multidomain.layers.per_domain import declare_role, depthwise_conv, pointwise_conv
+from multidomain.models import create_model
+from multidomain.models import methods as methods_module
+from multidomain.models._registry import register_model
+from multidomain.models.methods import ConvRequest, Method, get_method, list_methods
+from multidomain.models.roles import domain_parameters, named_parameter_info
+
+
+def test_the_four_policies_are_registered_methods():
+    assert list_methods()[:4] == ["pointwise", "depthwise", "none", "all"]
+    assert get_method("pointwise").kinds == ("separable",)
+    with pytest.raises(ConfigError, match="unknown method 'gate'.*pointwise"):
+        get_method("gate")
+
+
+def test_a_name_is_registered_once():
+    with pytest.raises(ConfigError, match="'pointwise' is already registered"):
+        methods_module.register_method(Method("pointwise", get_method("all").make_conv))
+    with pytest.raises(ConfigError, match="'resnet26_dw' is already registered"):
+
+        @register_model(default_share="pointwise")
+        def resnet26_dw(config):  # a second builder under a taken name
+            return None
+
+
+class DomainScale(nn.Module, DomainAware):
+    """A toy layer with cross-domain state: one scale per domain, in one tensor, indexed by the
+    domains' order (as a soft-sharing gate holds one output per domain)."""
+
+    def __init__(self, domains) -> None:
+        super().__init__()
+        self.names = list(domains)
+        self.scale = nn.Parameter(torch.ones(len(self.names)))
+        declare_role(self, "gate")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale[self.names.index(current_route().single)]
+
+    def add_domain(self, name, init_from=None, **domain) -> None:
+        value = self.scale[self.names.index(init_from)] if init_from else torch.ones(())
+        self.scale = nn.Parameter(torch.cat([self.scale.detach(), value.detach().view(1)]))
+        self.names.append(name)
+
+    def remove_domain(self, name) -> None:
+        keep = [i for i, n in enumerate(self.names) if n != name]
+        self.scale = nn.Parameter(self.scale.detach()[keep])
+        self.names.remove(name)
+
+
+def scaled_conv(request: ConvRequest) -> nn.Module:
+    dw = PerDomain(
+        {d: depthwise_conv(request.in_channels, request.stride) for d in request.domains}
+    )
+    pw = pointwise_conv(request.in_channels, request.out_channels)
+    return nn.Sequential(SepConv(dw, pw), DomainScale(request.domains))
+
+
+@pytest.fixture
+def toy_method(monkeypatch):
+    method = Method("scaled", scaled_conv, kinds=("separable",))
+    monkeypatch.setitem(methods_module._METHODS, "scaled", method)  # removed after the test
+    return method
+
+
+def test_a_new_method_needs_no_edit_of_the_backbone(toy_method):
+    model = create_model("resnet26_dw", dict(DOMAINS), width=0.125, share="scaled")
+    scales = [m for m in model.modules() if isinstance(m, DomainScale)]
+    assert len(scales) == 25  # every separable unit got the method's layer
+    assert model(images(), "beta").shape == (4, 3)
+    roles = {info.role for _, _, info in named_parameter_info(model)}
+    assert "gate" in roles  # the declared role is read
+
+    model.add_domain("delta", 4, init_from="beta")
+    assert all(s.names == [*DOMAINS, "delta"] and s.scale.shape == (4,) for s in scales)
+    assert model(images(), "delta").shape == (4, 4)
+    model.remove_domain("alpha")
+    assert all(s.names == ["beta", "gamma", "delta"] for s in scales)
+
+
+def test_declared_roles_win_and_structure_is_the_fallback():
+    model = tiny_model()
+    infos = {name: info for name, _, info in named_parameter_info(model)}
+    assert infos["stages.0.0.conv1.conv_dw.alpha.weight"].role == "depthwise"
+    assert infos["stages.0.0.conv1.conv_pw.weight"].role == "pointwise"
+    assert infos["head.alpha.fc.weight"].role == "head"
+    # a foreign module with no declaration: a BN nested inside it is found by structure
+    model.stem_bn["alpha"] = nn.Sequential(nn.BatchNorm2d(model.stem_bn["alpha"].num_features))
+    infos = {name: info for name, _, info in named_parameter_info(model)}
+    assert infos["stem_bn.alpha.0.weight"].role == "norm"
+    assert infos["stem_bn.alpha.0.weight"].domain == "alpha"
+    # a declaration can say what structure cannot (a 1x1 conv that a method uses as an adapter)
+    declare_role(model.stages[0][0].conv1.conv_pw, "adapter")
+    infos = {name: info for name, _, info in named_parameter_info(model)}
+    assert infos["stages.0.0.conv1.conv_pw.weight"].role == "adapter"
+
+
+def test_the_route_can_be_read_from_the_context():
+    model = tiny_model().eval()
+    x = images()
+    expected = model(x, "gamma")
+    with model.routing("gamma"):
+        features = model.forward_features(x.contiguous(memory_format=torch.channels_last), None)
+        assert torch.equal(model.forward_head(features, None), expected)
+    with pytest.raises(ConfigError, match="no domain set"):
+        model.stem_bn(torch.zeros(1, model.stem_bn["alpha"].num_features, 4, 4))
+    with pytest.raises(RuntimeError), model.routing("alpha"):
+        raise RuntimeError("inside")
+    with pytest.raises(ConfigError):  # restored on the exception: no route leaks out
+        current_route()
+    with pytest.raises(ValueError, match="unknown domain 'nope'"), model.routing("nope"):
+        pass
+
+
+def test_routing_nests_and_restores():
+    outer, inner = Route.for_domain("alpha", 2), Route.for_domain("beta", 2)
+    with routing(outer):
+        with routing(inner):
+            assert current_route() is inner
+        assert current_route() is outer
+
+
+def test_adapting_trains_what_the_target_owns_under_every_method(model_policy):
+    name, share = model_policy
+    model = tiny_model(name, share)
+    owned = {n for n, _ in domain_parameters(model, "beta")}
+    for param_name, _, info in named_parameter_info(model):
+        assert (param_name in owned) == (info.domain == "beta")
