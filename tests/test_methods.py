@@ -139,3 +139,67 @@ def test_adapting_trains_what_the_target_owns_under_every_method(model_policy):
     owned = {n for n, _ in domain_parameters(model, "beta")}
     for param_name, _, info in named_parameter_info(model):
         assert (param_name in owned) == (info.domain == "beta")
+
+
+# -- what trains: selected by owner and role ---------------------------------------------------
+def train_config(*overrides):
+    from multidomain.engine.config import load_config
+
+    return load_config(None, ["recipe=adapt", "model.init=/x", "data.domains=[beta]", *overrides])
+
+
+def trained(model, config):
+    from multidomain.engine.builders import trainable_parameters
+
+    trainable_parameters(model, config)
+    return {
+        (info.domain, info.role) for _, p, info in named_parameter_info(model) if p.requires_grad
+    }
+
+
+def test_the_recipe_default_is_written_into_the_config():
+    assert train_config().optim.train == ["depthwise", "pointwise", "conv", "norm", "head", "other"]
+    assert "norm" not in train_config("optim.train_norm=false").optim.train
+    from multidomain.engine.config import load_config
+
+    assert load_config(None, ["data.domains=[beta]"]).optim.train == ["all"]  # pretrain
+
+
+def test_adapt_trains_roles_among_what_the_target_owns():
+    model = tiny_model()  # pointwise: beta owns depthwise, its last pointwise, norms, head
+    assert trained(model, train_config()) == {
+        ("beta", "depthwise"),
+        ("beta", "pointwise"),
+        ("beta", "norm"),
+        ("beta", "head"),
+    }
+    assert trained(model, train_config("optim.train=[norm, head]")) == {
+        ("beta", "norm"),
+        ("beta", "head"),
+    }
+    # shared parameters only when a selector names them
+    picked = trained(model, train_config("optim.train=[head, shared.pointwise]"))
+    assert picked == {("beta", "head"), (None, "pointwise")}
+
+
+def test_a_selection_of_nothing_is_refused():
+    model = tiny_model(share="all")  # no per-domain convolutions
+    with pytest.raises(ConfigError, match=r"selects no parameter.*roles: \["):
+        trained(model, train_config("optim.train=[depthwise]"))
+
+
+def test_weight_decay_per_role_and_per_domain():
+    from multidomain.engine.builders import build_optimizer, trainable_parameters
+
+    model = tiny_model()
+    config = train_config(
+        "optim.weight_decay_per_role={norm: 0.0}", "optim.weight_decay_per_domain={gamma: 0.01}"
+    )
+    config.data.domains = ["beta", "gamma"]
+    trainable_parameters(model, config)
+    groups = build_optimizer(model, config).param_groups
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    for _, param, info in named_parameter_info(model):
+        if param.requires_grad:
+            expected = 0.01 if info.domain == "gamma" else 0.0 if info.role == "norm" else 5e-4
+            assert decay[id(param)] == expected, (info, decay[id(param)])

@@ -12,10 +12,11 @@ from torch import nn, optim
 
 from multidomain.data.benchmark import Benchmark
 from multidomain.engine.config import TrainConfig
+from multidomain.errors import ConfigError
 from multidomain.models import MultiDomainNet, create_model
 from multidomain.models.packs import load_model
 from multidomain.models.reshare import reshare
-from multidomain.models.roles import domain_parameters, named_parameter_info
+from multidomain.models.roles import named_parameter_info, select_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -81,19 +82,20 @@ def _check_pretrained(model: MultiDomainNet, config: TrainConfig) -> None:
 
 
 def trainable_parameters(model: MultiDomainNet, config: TrainConfig) -> list[nn.Parameter]:
-    """Set ``requires_grad`` for the recipe and return the trained parameters.
+    """Set ``requires_grad`` on what ``optim.train`` selects (by owner and role, see
+    ``models.roles.selected``) and return those parameters.
 
-    ``pretrain``/``joint``: everything. ``adapt``: what the target domains own (their BN
-    too unless ``optim.train_norm`` is false).
+    Raises:
+        ConfigError: when the selection picks no parameter (naming the roles there are).
     """
-    if config.recipe == "adapt":
-        keep = {
-            id(p)
-            for domain in config.data.domains
-            for _, p in domain_parameters(model, domain, config.optim.train_norm)
-        }
-    else:
-        keep = {id(p) for p in model.parameters()}
+    picked = select_parameters(model, config.optim.train, config.data.domains)
+    if not picked:
+        roles = sorted({i.role for _, _, i in named_parameter_info(model)})
+        raise ConfigError(
+            f"optim.train={config.optim.train} selects no parameter of this model "
+            f"(method {model.config.share!r}); its roles: {roles}, plus shared.<role>"
+        )
+    keep = {id(p) for _, p, _ in picked}
     for param in model.parameters():
         param.requires_grad_(id(param) in keep)
     return [p for p in model.parameters() if p.requires_grad]
@@ -106,20 +108,23 @@ def trains_shared(model: MultiDomainNet) -> bool:
 
 def build_optimizer(model: MultiDomainNet, config: TrainConfig) -> optim.Optimizer:
     """SGD with momentum; one parameter group per owner (shared, or a domain) so each domain
-    gets its own weight decay (PAPER.md section 4)."""
-    groups: dict[str | None, list[nn.Parameter]] = {}
+    gets its own weight decay (PAPER.md section 4), split by role when
+    ``optim.weight_decay_per_role`` sets one (a domain's own decay wins over its role's)."""
+    by_role = config.optim.weight_decay_per_role
+    groups: dict[tuple[str | None, str | None], list[nn.Parameter]] = {}
     for _, param, info in named_parameter_info(model):
         if param.requires_grad:
-            groups.setdefault(info.domain, []).append(param)
-    decay = config.optim.weight_decay_per_domain
+            key = (info.domain, info.role if by_role else None)
+            groups.setdefault(key, []).append(param)
+    per_domain = config.optim.weight_decay_per_domain
     return optim.SGD(
         [
             {
                 "params": params,
                 "owner": owner or "shared",
-                "weight_decay": decay.get(owner, config.optim.weight_decay),
+                "weight_decay": per_domain.get(owner, by_role.get(role, config.optim.weight_decay)),
             }
-            for owner, params in groups.items()
+            for (owner, role), params in groups.items()
         ],
         lr=config.optim.lr,
         momentum=config.optim.momentum,

@@ -31,6 +31,7 @@ from multidomain.errors import ConfigError, InputNotFound
 from multidomain.models import list_models
 from multidomain.models.methods import list_methods
 
+TRAIN_SELECTOR = re.compile(r"^(all|shared|(shared\.)?[a-z][a-z0-9_]*)$")
 RECIPES = ("pretrain", "adapt", "joint")
 SCHEDULES = ("proportional", "round_robin")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -82,7 +83,13 @@ class OptimConfig:
     dropout_per_domain: dict[str, float] = field(default_factory=dict)
     lr_milestones: list[int] = field(default_factory=list)  # epochs at which lr *= lr_gamma
     lr_gamma: float = 0.1
-    train_norm: bool = True  # adapt: train the domain's BN parameters
+    # What trains, by owner and role: a role name selects that role among the parameters the
+    # run's domains own (``pointwise`` then means a domain's own last pointwise only);
+    # ``shared.<role>`` selects shared parameters of that role, ``shared`` all shared ones,
+    # ``all`` everything. None: the recipe's default (``RECIPE_TRAINS``), written into the run.
+    train: list[str] | None = None
+    train_norm: bool = True  # false drops ``norm`` from the default (the feature extractor)
+    weight_decay_per_role: dict[str, float] = field(default_factory=dict)  # e.g. {norm: 0}
 
     def __post_init__(self) -> None:
         validate_section(self, "optim")
@@ -126,10 +133,21 @@ class TrainConfig:
                 "recipe 'adapt' needs model.init: the pretrained run folder "
                 "(e.g. --set model.init=runs/pretrain)"
             )
+        if self.optim.train is None:
+            defaults = RECIPE_TRAINS.get(self.recipe, ["all"])
+            self.optim.train = [s for s in defaults if self.optim.train_norm or s != "norm"]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+# What each recipe trains unless ``optim.train`` says otherwise: pretraining and joint training
+# everything; adaptation what the target domains own (every role a method gives them).
+RECIPE_TRAINS = {
+    "pretrain": ["all"],
+    "joint": ["all"],
+    "adapt": ["depthwise", "pointwise", "conv", "norm", "head", "other"],
+}
 
 _SECTIONS = {"data": DataConfig, "model": ModelSection, "optim": OptimConfig, "run": RunConfig}
 
@@ -190,6 +208,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "optim.lr_milestones": (_milestones_ok, "increasing epochs >= 1, e.g. [10, 13], or []"),
     "optim.lr_gamma": (lambda v: _finite(v) and v > 0, "a number > 0"),
+    "optim.train": (
+        lambda v: bool(v) and all(TRAIN_SELECTOR.match(x) for x in v),
+        "a non-empty list of roles (depthwise, pointwise, conv, norm, head, ...), "
+        "shared.<role>, shared or all, e.g. [depthwise, norm, head]",
+    ),
+    "optim.weight_decay_per_role": (
+        lambda v: all(_is_name(k) and _finite(x) and x >= 0 for k, x in v.items()),
+        "a mapping of role to a number >= 0, e.g. {norm: 0}",
+    ),
     "run.seed": (lambda v: v >= 0, "an integer >= 0"),
     "run.schedule": (lambda v: v in SCHEDULES, f"one of {SCHEDULES}"),
     "run.device": (lambda v: bool(DEVICE_PATTERN.match(v)), "auto, cpu, cuda, cuda:N or mps"),

@@ -6,7 +6,7 @@ which finds a BN nested anywhere, e.g. inside an adapter); the owner is the doma
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -87,3 +87,26 @@ def freeze_for_adaptation(
     for param in model.parameters():
         param.requires_grad_(id(param) in keep)
     return [p for _, p in trainable]
+
+
+def selected(info: ParamInfo, selectors: Sequence[str], domains: Sequence[str]) -> bool:
+    """Whether a parameter is picked by ``selectors`` (``optim.train``) for a run of ``domains``.
+
+    ``all``: every shared parameter and every one ``domains`` own; ``shared``: every shared one;
+    ``shared.<role>``: shared ones of that role; ``<role>``: ones of that role that ``domains``
+    own. Other domains' parameters are never picked.
+    """
+    if info.domain is None:
+        return bool({"all", "shared", f"shared.{info.role}"} & set(selectors))
+    return info.domain in domains and bool({"all", info.role} & set(selectors))
+
+
+def select_parameters(
+    model: nn.Module, selectors: Sequence[str], domains: Sequence[str]
+) -> list[tuple[str, nn.Parameter, ParamInfo]]:
+    """``(name, parameter, info)`` of what ``selectors`` pick (see :func:`selected`)."""
+    return [
+        (name, param, info)
+        for name, param, info in named_parameter_info(model)
+        if selected(info, selectors, domains)
+    ]
