@@ -61,12 +61,23 @@ class DomainScale(nn.Module, DomainAware):
         self.names.remove(name)
 
 
+class ScaledSepConv(SepConv):
+    """The separable unit with the toy layer after it: the parts keep their paths, so a model
+    of another method can be converted to this one (``reshare``)."""
+
+    def __init__(self, conv_dw, conv_pw, domains) -> None:
+        super().__init__(conv_dw, conv_pw)
+        self.scale = DomainScale(domains)
+
+    def forward(self, x, route=None):
+        return self.scale(super().forward(x, route))
+
+
 def scaled_conv(request: ConvRequest) -> nn.Module:
-    dw = PerDomain(
-        {d: depthwise_conv(request.in_channels, request.stride) for d in request.domains}
-    )
+    cin = request.in_channels
+    dw = PerDomain({d: depthwise_conv(cin, request.stride) for d in request.domains})
     pw = pointwise_conv(request.in_channels, request.out_channels)
-    return nn.Sequential(SepConv(dw, pw), DomainScale(request.domains))
+    return ScaledSepConv(dw, pw, request.domains)
 
 
 @pytest.fixture
@@ -203,3 +214,17 @@ def test_weight_decay_per_role_and_per_domain():
         if param.requires_grad:
             expected = 0.01 if info.domain == "gamma" else 0.0 if info.role == "norm" else 5e-4
             assert decay[id(param)] == expected, (info, decay[id(param)])
+
+
+def test_a_method_is_applied_to_a_trained_model_of_another(toy_method):
+    from multidomain.models.reshare import reshare
+
+    source = tiny_model(share="pointwise", seed=3)
+    result = reshare(source, "scaled", source_domain="alpha")
+    scales = [m for m in result.modules() if isinstance(m, DomainScale)]
+    assert len(scales) == 25 and all(torch.equal(s.scale, torch.ones(3)) for s in scales)
+    # the added layers start as the identity and every other tensor comes from alpha's view
+    # (the shared convolutions included), so alpha computes what it computed before
+    x = images()
+    with torch.no_grad():
+        assert torch.allclose(result.eval()(x, "alpha"), source.eval()(x, "alpha"), atol=1e-6)

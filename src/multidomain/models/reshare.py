@@ -1,10 +1,11 @@
-"""Convert a model to another sharing policy, keeping every domain's function.
+"""Apply a method to a trained model of another method, keeping every domain's function.
 
 Each domain's *view* of the network (the shared tensors plus its own) is a complete
-single-domain network. Re-sharing builds the model under the new policy and fills every
+single-domain network. Re-sharing builds the model under the new method and fills every
 per-domain tensor from that domain's view; a tensor that becomes shared is taken from the view of
-``source_domain``. Going from ``pointwise`` to ``none`` (independent networks, e.g. to fine-tune
-every parameter per domain) is exact for every domain.
+``source_domain``; a tensor the new method adds (an adapter, a gate: in no view) keeps the
+initialisation the method gave it. Going from ``pointwise`` to ``none`` (independent networks,
+e.g. to fine-tune every parameter per domain) is exact for every domain.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def domain_view(model: MultiDomainNet, domain: str) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def reshare(model: MultiDomainNet, share: str, source_domain: str | None = None) -> MultiDomainNet:
-    """A copy of ``model`` under sharing policy ``share`` (see module docstring)."""
+    """A copy of ``model`` under the method ``share`` (see module docstring)."""
     source_domain = source_domain or next(iter(model.domains))
     model._check_domain(source_domain)
     config = copy.deepcopy(model.config)
@@ -33,8 +34,13 @@ def reshare(model: MultiDomainNet, share: str, source_domain: str | None = None)
     result = build_model(config)
     views = {domain: domain_view(model, domain) for domain in model.domains}
     for key, target in shared_state_dict(result, keep_vars=True).items():
-        target.copy_(views[source_domain][key])
+        _fill(target, views[source_domain], key)
     for domain in result.domains:
         for key, target in domain_state_dict(result, domain, keep_vars=True).items():
-            target.copy_(views[domain][key])
+            _fill(target, views[domain], key)
     return result
+
+
+def _fill(target: torch.Tensor, view: dict[str, torch.Tensor], key: str) -> None:
+    if key in view:  # else a tensor the new method adds: it keeps its initialisation
+        target.copy_(view[key])
