@@ -51,4 +51,5 @@ class DomainHeads(PerDomain):
         """A new head (always freshly initialised: class counts differ between domains) with
         ``domain["num_classes"]`` outputs and ``domain.get("dropout", 0)``."""
         in_features = next(iter(self.values())).fc.in_features
-        self[name] = ClassifierHead(in_features, domain["num_classes"], domain.get("dropout", 0))
+        head = ClassifierHead(in_features, domain["num_classes"], domain.get("dropout", 0))
+        self[name] = head.train(self.training)  # a model in eval mode gets an eval-mode head
