@@ -3,9 +3,11 @@
 A method supplies the factories the backbones build their convolutions with (as timm blocks take
 ``norm_layer`` and torchvision's ResNet takes ``norm_layer``): a backbone asks for a convolution
 unit by *kind* (``"separable"``: depthwise 3x3 then pointwise 1x1; ``"standard"``: one 3x3) and
-the method decides what is shared, what is per domain, and what extra layers go in. It also names
-the roles a target domain trains by default when adapted. The backbones never see a method's
-name: adding a method is one layer file (its layers) plus one :func:`register_method` entry.
+the method decides what is shared, what is per domain, and what extra layers go in. What a target
+domain trains is the recipe's ``optim.train`` (roles among what the domain owns), so a method
+that trains less than everything it gives a domain ships a recipe saying so. The backbones never
+see a method's name: adding a method is one layer file (its layers) plus one
+:func:`register_method` entry.
 
 Registered here, the four sharing policies of PAPER.md section 3 (every method keeps BN and
 heads per domain):
@@ -32,9 +34,6 @@ from multidomain.layers.per_domain import (
     pointwise_conv,
 )
 from multidomain.layers.sepconv import SepConv
-
-ROLES_OF_A_DOMAIN = ("depthwise", "pointwise", "conv", "norm", "head")
-
 
 @dataclass(frozen=True)
 class ConvRequest:
@@ -64,13 +63,11 @@ class Method:
     Attributes:
         name: the registry name (``model.share`` / ``--share`` in configs and the CLI).
         make_conv: builds the convolution unit a :class:`ConvRequest` asks for.
-        trains: the roles of its own parameters a target domain trains when adapted.
         kinds: the convolution kinds it can build.
     """
 
     name: str
     make_conv: Callable[[ConvRequest], nn.Module]
-    trains: tuple[str, ...] = ROLES_OF_A_DOMAIN
     kinds: tuple[str, ...] = ("separable", "standard")
 
     def conv(self, request: ConvRequest) -> nn.Module:
