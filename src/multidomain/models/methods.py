@@ -35,6 +35,7 @@ from multidomain.layers.per_domain import (
 )
 from multidomain.layers.sepconv import SepConv
 
+
 @dataclass(frozen=True)
 class ConvRequest:
     """What a backbone asks a method for: one convolution unit.
