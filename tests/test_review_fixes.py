@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_helpers import run_cli
 from engine_helpers import adapted_run, mini_root, pretrained_run
 from multidomain.data.benchmark import BENCHMARK_FILE, FORMAT_VERSION, set_baseline_accuracies
 from multidomain.data.check import check_tree
@@ -28,7 +30,7 @@ from multidomain.data.offline.builder import COMPLETE_MARKER, prepare_offline
 from multidomain.engine.batches import SeededSamples, epoch_plan
 from multidomain.engine.eval_run import evaluate_run
 from multidomain.engine.report import format_eval_table, write_report
-from multidomain.errors import DataError
+from multidomain.errors import EXIT_STORAGE, DataError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -249,14 +251,24 @@ def test_an_epoch_has_floor_n_over_batch_steps_and_drops_different_images(world)
 
 
 # -- 4. a closed stdout pipe ------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [["params"], ["params", "--help"]], ids=["table", "help"])
-def test_output_into_a_closed_pipe_exits_quietly(argv):
+@pytest.mark.parametrize(
+    ("argv", "unbuffered"),
+    [(["params"], False), (["params"], True), (["params", "--help"], False)],
+    ids=["table", "table-unbuffered", "help"],
+)
+def test_output_into_a_closed_pipe_exits_quietly(argv, unbuffered):
     """``multidomain params | head -1``: head exits once it has its line, and what the command
     writes after meets a pipe without a reader. The table is one write that fits in the pipe's
     buffer, so reading a line first would race with it; the reader here closes its end before
-    the command writes (importing torch takes seconds), which is the same closed pipe."""
+    the command writes (importing torch takes seconds), which is the same closed pipe.
+
+    Buffered, the failure shows in the last flush; unbuffered (``PYTHONUNBUFFERED``), in the
+    command's ``print``. (Unbuffered, argparse's ``--help`` swallows the error itself.)"""
     read_end, write_end = os.pipe()
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = str(SRC)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         [sys.executable, "-m", "multidomain.cli", *argv],
         stdout=write_end,
@@ -267,5 +279,16 @@ def test_output_into_a_closed_pipe_exits_quietly(argv):
     os.close(read_end)  # the reader is gone
     _, stderr = process.communicate(timeout=300)
     text = stderr.decode()
-    assert "Traceback" not in text and "BrokenPipeError" not in text and "Exception" not in text
-    assert process.returncode == 141, text  # 128 + SIGPIPE, as `cat` and `yes` end
+    assert text == ""  # no traceback, no "Exception ignored", no error line
+    assert process.returncode == 141  # 128 + SIGPIPE, as `cat` and `yes` end
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_reported(monkeypatch, capsys):
+    # e.g. a loader worker's pipe: a failure to report, not a reader that went away
+    def broken(args):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr("multidomain.cli.score._score", broken)
+    code = run_cli(["score", "--accuracies", "x.json"], monkeypatch)
+    assert code == EXIT_STORAGE
+    assert "multidomain score: error:" in capsys.readouterr().err
