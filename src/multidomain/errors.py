@@ -11,6 +11,7 @@ Exit codes (README, "Reliability"):
       (disk full, read-only, damaged checkpoint, folder held by another process)
 5     training diverged (non-finite loss or gradients)
 130   interrupted (Ctrl-C / SIGINT); a training run resumes with ``--resume``
+141   stdout closed by its reader (``multidomain params | head -1``): nothing printed on stderr
 ====  ==========================================================================
 
 Code raising these classes promises that the message names the problem and the fix; the
@@ -28,6 +29,7 @@ EXIT_DATA = 3
 EXIT_STORAGE = 4
 EXIT_DIVERGED = 5
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what `cat` or `yes` end with in the same place
 
 
 class MultidomainError(Exception):

@@ -12,7 +12,12 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
-from multidomain.cli.boundary import EXIT_CODES_HELP, report_failure
+from multidomain.cli.boundary import (
+    EXIT_CODES_HELP,
+    quit_on_closed_stdout,
+    report_failure,
+    stdout_closed,
+)
 
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
 _COMMAND_MODULES = ("params", "data", "score", "train", "eval", "demo", "baseline")
@@ -35,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+    except BrokenPipeError:  # stdout's reader has gone (``_run`` lets no other through)
+        return quit_on_closed_stdout()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -44,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (KeyboardInterrupt, Exception) as err:  # the boundary: one line, or a bug report
+        if isinstance(err, BrokenPipeError) and stdout_closed():
+            raise  # no error of the command's: main ends quietly
         return report_failure(command, err, verbose=args.verbose)
 
 

@@ -20,6 +20,8 @@ Which exceptions are the user's:
 from __future__ import annotations
 
 import errno
+import os
+import select
 import sys
 import traceback
 from types import TracebackType
@@ -27,6 +29,7 @@ from types import TracebackType
 from multidomain.data.images import CorruptImageError
 from multidomain.errors import (
     EXIT_BUG,
+    EXIT_CLOSED_PIPE,
     EXIT_DATA,
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -45,6 +48,7 @@ EXIT_CODES_HELP = f"""exit codes:
        expected, a damaged checkpoint, a folder held by another process
   {EXIT_DIVERGED:<4} training diverged (non-finite loss or gradients)
   {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C); a training run continues with --resume
+  {EXIT_CLOSED_PIPE:<4} stdout closed by its reader (as in `multidomain params | head -1`)
 """
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -68,6 +72,32 @@ def report_failure(command: str, err: BaseException, verbose: bool = False) -> i
         traceback.print_exception(err, file=sys.stderr)
     print(f"{prefix}: error: {one_line(message)}", file=sys.stderr)
     return code
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``... | head -1`` once head has its
+    line). A ``BrokenPipeError`` is that only when this holds: a loader worker's or another
+    process's broken pipe is a failure to report."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def quit_on_closed_stdout() -> int:
+    """End quietly after the reader of stdout went away; returns :data:`EXIT_CLOSED_PIPE`.
+
+    Python's recipe (library docs, "Note on SIGPIPE"): point stdout at ``/dev/null`` so that
+    the interpreter's last flush does not fail again with a traceback. The code is 141 (128 +
+    SIGPIPE), what ``cat`` or ``yes`` end with in the same place, not 0: the output was cut,
+    and ``set -o pipefail`` treats this command as it treats them.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
 
 
 def explain(err: BaseException) -> tuple[int, str] | None:

@@ -9,10 +9,11 @@ A devkit tree looks like::
 
 Each JSON file is COCO-like: ``images`` [{id, file_name, width, height}], ``annotations``
 [{id, image_id, category_id}], ``categories`` [{id, name}]. Ids carry a domain prefix:
-category id = 10,000,000 * (d + 1) + class + 1 and image id = 10,000,000 * (d + 1) + n, with
-d the position of the domain in the sorted list of the benchmark's domains and n a running index
-(from 1) over the domain's train, val and test images, so ids never collide across splits or
-domains. Each image has one annotation whose id equals the image id.
+category id = 10,000,000 * (d + 1) + class + 1 and image id = 10,000,000 * (d + 1) + 200,000 + n,
+with d the position of the domain in the sorted list of the benchmark's domains and n a running
+index (from 1) over the domain's train, then val, then test images, so ids never collide across
+splits or domains (aircraft's first test image is 10,206,668 = 10,000,000 + 200,000 + 3,334 +
+3,333 + 1). Each image has one annotation whose id equals the image id.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from multidomain.errors import ConfigError, DataError
 from multidomain.io import read_json, write_json
 
 ID_STRIDE = 10_000_000
+IMAGE_ID_OFFSET = 200_000  # the devkit's image ids start at prefix + 200,001
 SPLITS = ("train", "val", "test")
 
 
@@ -35,14 +37,17 @@ def category_id(domain_index: int, class_index: int) -> int:
 
 
 def image_id(domain_index: int, running_index: int) -> int:
-    """Prefixed image id of the ``running_index``-th image (from 1) of a domain."""
-    if not 0 < running_index < ID_STRIDE:
-        raise ValueError(f"running index {running_index} out of range 1..{ID_STRIDE - 1}")
-    return ID_STRIDE * (domain_index + 1) + running_index
+    """The devkit's image id of the ``running_index``-th image (from 1: train, then val, then
+    test) of the domain at ``domain_index``: prefix + 200,000 + running index."""
+    largest = ID_STRIDE - IMAGE_ID_OFFSET - 1  # the id stays below the next domain's prefix
+    if not 0 < running_index <= largest:
+        raise ValueError(f"running index {running_index} out of range 1..{largest}")
+    return ID_STRIDE * (domain_index + 1) + IMAGE_ID_OFFSET + running_index
 
 
 def domain_index_of_id(prefixed_id: int) -> int:
-    """The domain index encoded in a prefixed image or category id."""
+    """The domain index encoded in a prefixed image or category id (the offset of image ids
+    stays below the stride, so one division serves both)."""
     return prefixed_id // ID_STRIDE - 1
 
 

@@ -165,8 +165,7 @@ def build_report(
             else None,
         }
     accuracies = [v["accuracy"] for v in per_domain.values() if v["accuracy"] is not None]
-    points = [v["points"] for v in per_domain.values()]
-    complete = all(p is not None for p in points)
+    note = _score_note(per_domain, benchmark)
     independent = independent_parameters(model)
     return {
         "split": split,
@@ -174,16 +173,36 @@ def build_report(
         "benchmark": benchmark.name,
         "domains": per_domain,
         "mean_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
-        "score": sum(points) if complete else None,
-        "score_note": None if complete else _score_note(per_domain),
+        "score": sum(v["points"] for v in per_domain.values()) if note is None else None,
+        "score_note": note,
         "parameters": params.to_dict(),
         "independent_parameters": independent,
         "ratio_to_independent": params.total / independent,
     }
 
 
-def _score_note(per_domain: dict[str, dict]) -> str:
-    missing = [d for d, v in per_domain.items() if v["baseline_accuracy"] is None]
-    if missing:
-        return f"no baseline accuracy for {', '.join(missing)}: the score needs them"
-    return "the split has no labels here: submit results.json to the challenge server"
+def _score_note(per_domain: dict[str, dict], benchmark: Benchmark) -> str | None:
+    """Why the report has no Decathlon score, or None when it has one.
+
+    The score sums the points of every domain of the benchmark (PAPER.md section 6): the sum
+    over a subset is no Decathlon score, so a partial evaluation names the domains it lacks.
+    """
+    unevaluated = [d for d in benchmark.domains if d not in per_domain]
+    no_baseline = [d for d, v in per_domain.items() if v["baseline_accuracy"] is None]
+    unlabelled = [d for d, v in per_domain.items() if v["accuracy"] is None]
+    reasons = []
+    if unevaluated:
+        reasons.append(
+            f"{', '.join(unevaluated)} not evaluated (evaluate a model that has every domain "
+            "of the benchmark, without --domains)"
+        )
+    if no_baseline:
+        reasons.append(f"no baseline accuracy for {', '.join(no_baseline)}")
+    if unlabelled:
+        reasons.append(
+            f"no labels for {', '.join(unlabelled)} in this split (submit results.json to the "
+            "challenge server)"
+        )
+    if not reasons:
+        return None
+    return f"it needs points for every domain of {benchmark.name}: " + "; ".join(reasons)

@@ -31,14 +31,19 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     params = report["parameters"]
     lines = [
         f"mean top-1: {_fmt(report['mean_accuracy'], '.2f')}%",
-        f"Decathlon score S: {_fmt(report['score'], '.0f')} "
-        f"(max {1000 * len(report['domains'])})"
-        + (f" ({report['score_note']})" if report["score_note"] else ""),
+        score_line(report),
         f"parameters: {params['total']:,} in all, {params['shared']:,} shared; "
         f"{report['ratio_to_independent']:.2f}x the {report['independent_parameters']:,} of "
         f"independent networks; {params['relative']:.2f}x one ResNet-26 (heads excluded)",
     ]
     return lines
+
+
+def score_line(report: dict[str, Any]) -> str:
+    """The score when every domain of the benchmark has points; else why there is none."""
+    if report["score"] is None:
+        return f"Decathlon score S: not computed: {report['score_note']}"
+    return f"Decathlon score S: {report['score']:.0f} (max {1000 * len(report['domains'])})"
 
 
 def format_eval_table(report: dict[str, Any]) -> str:

@@ -4,6 +4,10 @@ As for the Visual Decathlon (PAPER.md section 6), a domain's baseline is the tes
 pretrained network with every parameter fine-tuned on that domain alone. They were measured once
 with ``multidomain baseline`` (the file records the command, recipe and date) and are written
 into every matching build's ``benchmark.json``, so that every score is on the same scale.
+
+A build matches by image size and seed, not by build format: a format change that moves no
+image and no label (format 2 only added the devkit's 200,000 to the image ids) leaves the
+measured accuracies valid, so they keep applying to the rebuilt tree.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Layout under ``out``: ``annotations/<domain>_{train,val,test,test_stripped}.json``,
 ``data/<domain>/<split>/<n>.jpg`` (RGB, shorter side ``image_size``), ``benchmark.json``
 (see ``multidomain.data.benchmark``) and ``.complete.json``, written last: a tree that has it
-is reused. Every file written is recorded with its SHA-256 (``record.py``): a rebuild, or the
+is reused when its build parameters, ``FORMAT_VERSION`` included, are the ones asked for (a
+tree of an older format is rebuilt: format 2 gave the image ids the devkit's 200,000 offset).
+Every file written is recorded with its SHA-256 (``record.py``): a rebuild, or the
 resumption of a build that stopped half-way, deletes only files of ours that are unchanged,
 and a non-empty folder without a record of ours is refused, never emptied. The folder's lock
 (``multidomain.locks``) keeps a second builder out while one builds.

@@ -11,6 +11,9 @@ files at the root of the tree hold the record:
 - ``.complete.json`` once it has finished: ``{"params": ..., "files": {path: sha256}}``.
 
 A non-empty folder with neither is not ours: the builder refuses it (its ``.lock`` aside).
+
+A ``.complete.json`` without ``files`` was written by the builder before the record existed:
+:func:`legacy_files` reads its record off the tree (the files that builder wrote and named).
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from multidomain.data.devkit import file_name_problem, read_json, write_json_atomic
+from multidomain.data.benchmark import BENCHMARK_FILE
+from multidomain.data.devkit import (
+    SPLITS,
+    annotation_path,
+    file_name_problem,
+    read_json,
+    write_json_atomic,
+)
 from multidomain.errors import DataError
 from multidomain.io import atomic_path, file_sha256
 from multidomain.locks import LOCK_FILE
@@ -50,13 +60,72 @@ def recorded_files(out: Path) -> dict[str, set[str]]:
     """Relative path -> the SHA-256 digests builds recorded for it (finished and unfinished)."""
     files: dict[str, set[str]] = {}
     if (out / COMPLETE_MARKER).is_file():
-        for name, digest in (read_json(out / COMPLETE_MARKER).get("files") or {}).items():
+        marker = read_json(out / COMPLETE_MARKER)
+        listed = (marker.get("files") or {}) if "files" in marker else legacy_files(out)
+        for name, digest in listed.items():
             files.setdefault(name, set()).add(digest)
     for line in _journal_lines(out)[1:]:
         digest, _, name = line.partition(" ")
         if len(digest) == 64 and name:  # a line cut short by a crash is no record
             files.setdefault(name, set()).add(digest)
     return files
+
+
+def legacy_files(out: Path) -> dict[str, str]:
+    """The record of a finished build made before records existed (``.complete.json`` holds
+    its params only), read off the tree.
+
+    The marker proves that the builder wrote the tree, and that builder wrote only what it
+    named: ``benchmark.json`` (a mini-decathlon one), the annotation files of each domain that
+    file lists, and the images those annotation files list under ``data/<domain>/``. These are
+    the record, each with the digest it has now; a file none of them names (a note, an image
+    of the user's, one dropped from an annotation file) is never taken for ours.
+
+    Raises:
+        DataError: no mini-decathlon ``benchmark.json`` stands beside the marker, so nothing
+            in the tree is provably ours.
+    """
+    content = _json_or_none(out / BENCHMARK_FILE)
+    domains = content.get("domains") if isinstance(content, dict) else None
+    if not isinstance(domains, dict) or content.get("name") != "mini-decathlon":
+        raise DataError(
+            f"{out} has a {COMPLETE_MARKER} without a file list (an old build) but no "
+            f"mini-decathlon {BENCHMARK_FILE} beside it, so nothing in it is provably the "
+            "builder's: nothing was deleted; build into a new folder"
+        )
+    names = {BENCHMARK_FILE}
+    for domain in domains:
+        paths = [annotation_path("", domain, split).as_posix() for split in SPLITS]
+        paths.append(annotation_path("", domain, "test", stripped=True).as_posix())
+        names.update(paths)
+        for path in paths:
+            names.update(_listed_images(out, path, f"data/{domain}/"))
+    return {
+        name: file_sha256(out / name)
+        for name in sorted(names)
+        if (out / name).is_file() and not (out / name).is_symlink()
+    }
+
+
+def _listed_images(out: Path, annotation: str, prefix: str) -> set[str]:
+    """The image file names an annotation file lists under ``prefix`` (none if unreadable)."""
+    document = _json_or_none(out / annotation)
+    images = document.get("images") if isinstance(document, dict) else None
+    if not isinstance(images, list):
+        return set()
+    names = {image.get("file_name") for image in images if isinstance(image, dict)}
+    return {
+        name
+        for name in names
+        if isinstance(name, str) and name.startswith(prefix) and not file_name_problem(out, name)
+    }
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return read_json(path) if path.is_file() else {}
+    except ValueError:
+        return {}
 
 
 def _journal_lines(out: Path) -> list[str]:
