@@ -228,3 +228,16 @@ def test_a_method_is_applied_to_a_trained_model_of_another(toy_method):
     x = images()
     with torch.no_grad():
         assert torch.allclose(result.eval()(x, "alpha"), source.eval()(x, "alpha"), atol=1e-6)
+
+
+def test_the_bn_guard_finds_a_domain_norm_nested_anywhere():
+    from multidomain.engine.bn_guard import domain_norms
+
+    model = tiny_model()
+    before = len(domain_norms(model, "alpha"))
+    assert before == 1 + 2 * 12 + 1  # stem, two per block, final
+    nested = nn.BatchNorm2d(model.stem_bn["alpha"].num_features)
+    model.stem_bn["alpha"] = nn.Sequential(nn.Identity(), nn.Sequential(nested))  # an adapter
+    norms = domain_norms(model, "alpha")
+    assert len(norms) == before and any(n is nested for n in norms)
+    assert all(n not in domain_norms(model, "beta") for n in norms)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from multidomain.engine.batches import Plan, PlanSampler
-from multidomain.layers import PerDomain
+from multidomain.models.roles import owned_modules
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +27,11 @@ def is_collapsed(train_accuracy: float, eval_accuracy: float, num_classes: int) 
 
 
 def domain_norms(model: nn.Module, domain: str) -> list[nn.modules.batchnorm._BatchNorm]:
-    """The domain's own batch-norm layers (found by structure)."""
+    """The domain's own batch-norm layers, at any depth (one inside an adapter too)."""
     return [
-        container[domain]
-        for container in model.modules()
-        if isinstance(container, PerDomain)
-        and domain in container
-        and isinstance(container[domain], nn.modules.batchnorm._BatchNorm)
+        module
+        for module in owned_modules(model, domain)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
     ]
 
 

@@ -52,6 +52,15 @@ def _walk(
         yield from _walk(child, f"{prefix}{name}.", owner)
 
 
+def owned_modules(module: nn.Module, domain: str, owner: str | None = None) -> Iterator[nn.Module]:
+    """Every module ``domain`` owns, at any depth (a BN inside an adapter included)."""
+    for name, child in module.named_children():
+        child_owner = name if isinstance(module, DomainAware) else owner
+        if child_owner == domain:
+            yield child
+        yield from owned_modules(child, domain, child_owner)
+
+
 def named_parameter_info(model: nn.Module) -> Iterator[tuple[str, nn.Parameter, ParamInfo]]:
     """``(name, parameter, ParamInfo)`` for every parameter of ``model``."""
     yield from _walk(model, "", None)
