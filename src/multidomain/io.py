@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from multidomain.errors import StorageError
+from multidomain.errors import DataError, StorageError
 
 CHECKSUMS_FILE = "checksums.json"
 CHECKSUMS_FORMAT = "multidomain.checksums/1"
@@ -72,14 +72,19 @@ def write_json(
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
-    """Read JSON with an error that names the file when it is missing or malformed."""
+    """Read JSON with an error that names the file when it is missing or malformed.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a file.
+        DataError: when it is not valid JSON (a ``ValueError`` too).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): rewrite or re-create it") from err
+        raise DataError(f"{path} is not valid JSON ({err}): rewrite or re-create it") from err
 
 
 @functools.cache
@@ -135,13 +140,21 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _listed_files(folder: Path) -> list[str]:
-    """Relative paths of the files a checksum covers: all but hidden ones and the list itself."""
+    """Relative paths of the files a checksum covers: all but hidden ones and the list itself.
+
+    A sub-folder with its own ``checksums.json`` (a model inside a checkpoint) is covered by
+    that file alone: its files are hashed once, when it is written, and verified through it.
+    """
     files = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        hidden = any(part.startswith(".") for part in relative.parts)
-        if path.is_file() and not hidden and relative.as_posix() != CHECKSUMS_FILE:
-            files.append(relative.as_posix())
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name == CHECKSUMS_FILE:
+            continue
+        if path.is_dir() and (path / CHECKSUMS_FILE).is_file():
+            files.append(f"{path.name}/{CHECKSUMS_FILE}")
+        elif path.is_dir():
+            files += [f"{path.name}/{name}" for name in _listed_files(path)]
+        elif path.is_file():
+            files.append(path.name)
     return files
 
 
@@ -175,6 +188,9 @@ def checksum_problems(folder: str | os.PathLike) -> list[str] | None:
             problems.append(f"{name} is missing")
         elif file_sha256(target) != expected:
             problems.append(f"{name} does not match its checksum")
+        elif target.name == CHECKSUMS_FILE:  # a sub-folder's own list: verify what it lists
+            inner = checksum_problems(target.parent) or []
+            problems += [f"{target.parent.relative_to(folder).as_posix()}/{p}" for p in inner]
     return problems
 
 

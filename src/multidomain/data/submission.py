@@ -64,12 +64,7 @@ def read_submission(path: str | Path) -> dict[int, int]:
     Raises:
         DataError: naming the first malformed or repeated entry (by position and value).
     """
-    try:
-        content = read_json(path, "submission file")
-    except FileNotFoundError:
-        raise
-    except ValueError as err:  # not JSON
-        raise DataError(str(err)) from err
+    content = read_json(path, "submission file")  # DataError when it is not JSON
     if not isinstance(content, list):
         raise DataError(
             f"{path}: a submission is a JSON list of {{image_id, category_id}} entries, "

@@ -39,12 +39,7 @@ def read_accuracies(path: str | Path) -> dict[str, float]:
         DataError: when the file is not a JSON object of numbers, a value is outside 0..100
             (naming the domain), or every value is at most 1 (fractions, not percentages).
     """
-    try:
-        content = read_json(path, "accuracies file")
-    except FileNotFoundError:
-        raise
-    except ValueError as err:  # not JSON
-        raise DataError(str(err)) from err
+    content = read_json(path, "accuracies file")  # DataError when it is not JSON
     if not isinstance(content, dict) or not content:
         raise DataError(
             f"{path}: expected a JSON object {{domain: top-1 accuracy in percent}}, "
