@@ -80,7 +80,7 @@ def test_pointwise_policy_owns_only_the_last_pointwise():
     model = tiny_model(share="pointwise")
     own_pw = [n for n, _, i in named_parameter_info(model) if i.role == "pointwise" and i.domain]
     assert own_pw and all(n.startswith("stages.2.3.conv2.conv_pw.") for n in own_pw)
-    shared_last = tiny_model(share="pointwise", own_last_pointwise=False)
+    shared_last = tiny_model(share="pointwise", method_options={"own_last_pointwise": False})
     assert not [
         i for _, _, i in named_parameter_info(shared_last) if i.role == "pointwise" and i.domain
     ]

@@ -32,7 +32,7 @@ def test_a_name_is_registered_once():
         methods_module.register_method(Method("pointwise", get_method("all").make_conv))
     with pytest.raises(ConfigError, match="'resnet26_dw' is already registered"):
 
-        @register_model(default_share="pointwise")
+        @register_model(default_method="pointwise")
         def resnet26_dw(config):  # a second builder under a taken name
             return None
 

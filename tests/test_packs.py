@@ -67,7 +67,7 @@ def test_wrong_architecture_is_named(tmp_path):
     with pytest.raises(ValueError, match="wrong architecture.*'width': 0.125"):
         load_domain(wider, tmp_path / "beta.safetensors")
     save_shared(tiny_model(), tmp_path / "shared.safetensors")
-    with pytest.raises(ValueError, match="wrong architecture.*'share': 'pointwise'"):
+    with pytest.raises(ValueError, match="wrong architecture.*'method': 'pointwise'"):
         load_shared(tiny_model(share="depthwise"), tmp_path / "shared.safetensors")
 
 

@@ -32,7 +32,9 @@ def test_per_domain_parameters_of_the_paper():
     assert report.per_domain["svhn"] - report.heads["svhn"] == 338_139
     assert report.heads == {"svhn": 5_130, "dtd": 47 * 512 + 47}
     assert report.shared == POINTWISE - LAST_POINTWISE
-    without_last = count_parameters(_meta_model(domains={"svhn": 10}, own_last_pointwise=False))
+    without_last = count_parameters(
+        _meta_model(domains={"svhn": 10}, method_options={"own_last_pointwise": False})
+    )
     assert without_last.per_domain["svhn"] - without_last.heads["svhn"] == 75_995
 
 

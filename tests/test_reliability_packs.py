@@ -196,7 +196,7 @@ def test_the_longest_name_round_trips_through_a_model_folder(tmp_path):
 
 def test_model_config_refuses_too_long_names():
     with pytest.raises(ConfigError, match=r"201 bytes.*at most 200"):
-        ModelConfig(name="resnet26_dw", domains={"x" * 201: 3})
+        ModelConfig(source="resnet26_dw", domains={"x" * 201: 3})
 
 
 # -- deterministic files ---------------------------------------------------------------------

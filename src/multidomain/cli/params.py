@@ -25,24 +25,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--domains", default="decathlon", help="'decathlon' or a list like svhn:10,dtd:47"
     )
     parser.add_argument(
-        "--share", choices=list_methods(), help="method (sharing policy; model default)"
+        "--method",
+        "--share",
+        dest="method",
+        choices=list_methods(),
+        help="method (how domains share the network; default: the model's); --share is its "
+        "earlier name",
     )
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     parser.add_argument(
         "--shared-last-pointwise",
         action="store_true",
-        help="share the last pointwise conv too (default: per domain, as the official code)",
+        help="with --method pointwise: share the last pointwise conv too (default: per "
+        "domain, as the official code)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = {"width": args.width, "own_last_pointwise": not args.shared_last_pointwise}
-    if args.share:
-        options["share"] = args.share
+    method_options = {"own_last_pointwise": False} if args.shared_last_pointwise else {}
     with torch.device("meta"):  # shapes only, nothing allocated
-        model = create_model(args.model, parse_domains(args.domains), **options)
+        model = create_model(
+            args.model,
+            parse_domains(args.domains),
+            args.method,
+            width=args.width,
+            method_options=method_options,
+        )
     report = count_parameters(model)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0

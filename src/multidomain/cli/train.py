@@ -7,7 +7,7 @@ from pathlib import Path
 
 from multidomain.engine.config import load_config
 from multidomain.engine.recipes import resolve_config_path
-from multidomain.engine.run_dir import CONFIG_FILE
+from multidomain.engine.run_dir import CONFIG_FILE, load_run_config
 from multidomain.engine.train import run_training
 
 
@@ -47,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = [*args.overrides, "data.skip_bad=true"]
     resumable = (args.out / CONFIG_FILE).is_file()
     if (args.config or args.overrides) and (resumable or not args.resume):
-        path = resolve_config_path(args.config) if args.config else None
-        if path is None and args.resume:
-            path = args.out / CONFIG_FILE  # --resume --set KEY=VALUE: change a saved setting
-        config = load_config(path, args.overrides)
+        if args.resume and not args.config:  # --resume --set KEY=VALUE: change a saved setting
+            config = load_run_config(args.out, args.overrides)
+        else:
+            path = resolve_config_path(args.config) if args.config else None
+            config = load_config(path, args.overrides)
     model_dir = run_training(config, args.out, resume=args.resume)
     if model_dir is None:
         print(

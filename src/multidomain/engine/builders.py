@@ -5,15 +5,18 @@ Each returns one object; parameter groups by owner come from ``models.roles`` (o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 from torch import nn, optim
 
 from multidomain.data.benchmark import Benchmark
-from multidomain.engine.config import TrainConfig
+from multidomain.engine.config import ModelSection, TrainConfig
 from multidomain.errors import ConfigError
-from multidomain.models import MultiDomainNet, create_model
+from multidomain.models import ModelConfig, MultiDomainNet
+from multidomain.models import build_model as build_registered
+from multidomain.models.config import ModelSpec
 from multidomain.models.packs import load_model
 from multidomain.models.reshare import reshare
 from multidomain.models.roles import named_parameter_info, select_parameters
@@ -39,18 +42,12 @@ def build_model(config: TrainConfig, benchmark: Benchmark) -> MultiDomainNet:
     dropout = {d: p for d, p in config.optim.dropout_per_domain.items() if d in classes}
     section = config.model
     if not section.init:
-        options = {"width": section.width, "own_last_pointwise": section.own_last_pointwise}
-        if section.share:
-            options["share"] = section.share
-        return create_model(
-            section.name, classes, dropout=dropout, channels_last=section.channels_last, **options
-        )
+        spec = {f.name: getattr(section, f.name) for f in dataclasses.fields(ModelSpec)}
+        return build_registered(ModelConfig(domains=classes, dropout=dropout, **spec))
     model = load_model(resolve_model_dir(section.init))
     _check_pretrained(model, config)
     source = section.init_domain or next(iter(model.domains))
-    if section.share and section.share != model.config.share:
-        logger.info("re-sharing the pretrained model: %s -> %s", model.config.share, section.share)
-        model = reshare(model, section.share, source_domain=source)
+    model = _apply_method(model, section, source)
     for domain, num_classes in classes.items():
         if domain in model.domains and model.domains[domain] != num_classes:
             raise ValueError(
@@ -62,11 +59,26 @@ def build_model(config: TrainConfig, benchmark: Benchmark) -> MultiDomainNet:
     return model
 
 
+def _apply_method(model: MultiDomainNet, section: ModelSection, source: str) -> MultiDomainNet:
+    """The pretrained ``model`` under ``model.method`` (default: its own) and
+    ``model.method_options`` (default: the method's), re-shared when either differs."""
+    method = section.method or model.config.method
+    try:
+        wanted = dataclasses.replace(section, method=method).resolved_method_options()
+    except ConfigError as err:
+        raise ConfigError(f"model.method_options: {err}") from None
+    if (method, wanted) == (model.config.method, model.config.method_options):
+        return model
+    logger.info("re-sharing the pretrained model: %s -> %s", model.config.method, method)
+    return reshare(model, method, source_domain=source, method_options=wanted)
+
+
 def _check_pretrained(model: MultiDomainNet, config: TrainConfig) -> None:
-    if model.config.name != config.model.name:
+    if model.config.source != config.model.source:
         raise ValueError(
-            f"model.init holds a {model.config.name} but model.name is {config.model.name}: "
-            f"set model.name={model.config.name} or start from a {config.model.name}"
+            f"model.init holds a {model.config.source} but model.source is "
+            f"{config.model.source}: set model.source={model.config.source} or start from a "
+            f"{config.model.source}"
         )
     if model.config.width != config.model.width:
         raise ValueError(
@@ -93,7 +105,7 @@ def trainable_parameters(model: MultiDomainNet, config: TrainConfig) -> list[nn.
         roles = sorted({i.role for _, _, i in named_parameter_info(model)})
         raise ConfigError(
             f"optim.train={config.optim.train} selects no parameter of this model "
-            f"(method {model.config.share!r}); its roles: {roles}, plus shared.<role>"
+            f"(method {model.config.method!r}); its roles: {roles}, plus shared.<role>"
         )
     keep = {id(p) for _, p, _ in picked}
     for param in model.parameters():

@@ -5,8 +5,8 @@ Recipes (PAPER.md section 4):
 
 - ``pretrain``: the whole network on the source domain(s);
 - ``adapt``: from a pretrained model, a new head per target domain; only what each target owns
-  trains (depthwise, BN, head and the last pointwise under ``share="pointwise"``), per-domain
-  weight decay and dropout. With ``model.share="none"`` this is full fine-tuning per domain
+  trains (depthwise, BN, head and the last pointwise under the ``pointwise`` method), per-domain
+  weight decay and dropout. With ``model.method=none`` this is full fine-tuning per domain
   (the Decathlon baseline); with ``"all"`` BN adaptation (``optim.train_norm=false``: the
   feature extractor);
 - ``joint``: every domain trained together, one domain per batch, on a seeded schedule.
@@ -29,7 +29,9 @@ import yaml
 from multidomain.domains import validate_domain_name
 from multidomain.errors import ConfigError, InputNotFound
 from multidomain.models import list_models
-from multidomain.models.methods import list_methods
+from multidomain.models._registry import check_source, list_sources
+from multidomain.models.config import LEGACY_KEYS, ModelSpec, upgrade_legacy_keys
+from multidomain.models.methods import get_method, list_methods
 
 TRAIN_SELECTOR = re.compile(r"^(all|shared|(shared\.)?[a-z][a-z0-9_]*)$")
 RECIPES = ("pretrain", "adapt", "joint")
@@ -59,18 +61,24 @@ class DataConfig:
         validate_section(self, "data")
 
 
-@dataclass
-class ModelSection:
-    name: str = "resnet26_dw"
-    width: float = 1.0
-    share: str | None = None  # None: the model's default (adapt: the pretrained model's)
-    own_last_pointwise: bool = True
-    channels_last: bool = True
+@dataclass(kw_only=True)
+class ModelSection(ModelSpec):
+    """The network and method (:class:`~multidomain.models.config.ModelSpec`: ``source``,
+    ``width``, ``method``, ``method_options``, ``channels_last``) and where the weights start.
+
+    ``method`` None: the model's default, or with ``init`` the pretrained model's method.
+    """
+
     init: str | None = None  # pretrained run folder or model folder (required by adapt)
     init_domain: str | None = None  # domain of ``init`` that seeds new domains (default: first)
 
     def __post_init__(self) -> None:
         validate_section(self, "model")
+        if self.method is not None:
+            try:
+                self.resolved_method_options()
+            except ConfigError as err:
+                raise ConfigError(f"model.method_options: {err}") from None
 
 
 @dataclass
@@ -134,7 +142,7 @@ class TrainConfig:
                 "(e.g. --set model.init=runs/pretrain)"
             )
         if self.optim.train is None:
-            defaults = RECIPE_TRAINS.get(self.recipe, ["all"])
+            defaults = default_trains(self.recipe, self.model.method)
             self.optim.train = [s for s in defaults if self.optim.train_norm or s != "norm"]
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +157,16 @@ RECIPE_TRAINS = {
     "adapt": ["depthwise", "pointwise", "conv", "norm", "head", "other"],
 }
 
+
+def default_trains(recipe: str, method: str | None) -> list[str]:
+    """What ``recipe`` trains when ``optim.train`` is unset: ``RECIPE_TRAINS``, except that a
+    recipe training what the domains own takes the method's own default (``Method.trains``)
+    when the method is named (``model.method``; with ``null`` the generic default holds)."""
+    defaults = RECIPE_TRAINS.get(recipe, ["all"])
+    trains = get_method(method).trains if method and defaults != ["all"] else None
+    return list(trains) if trains is not None else defaults
+
+
 _SECTIONS = {"data": DataConfig, "model": ModelSection, "optim": OptimConfig, "run": RunConfig}
 
 
@@ -161,6 +179,14 @@ def _is_name(name: str) -> bool:
     try:
         validate_domain_name(name)
     except ValueError:
+        return False
+    return True
+
+
+def _is_source(source: str) -> bool:
+    try:
+        check_source(source)
+    except ConfigError:
         return False
     return True
 
@@ -186,9 +212,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.workers": (lambda v: v >= 0, "an integer >= 0 or null (automatic)"),
     "data.cache_images": (lambda v: v in (True, False, "auto"), "true, false or auto"),
     "data.cache_limit_gb": (lambda v: _finite(v) and v > 0, "a number > 0"),
-    "model.name": (lambda v: v in list_models(), f"one of {list_models()}"),
+    "model.source": (
+        _is_source,
+        f"a registered model ({', '.join(list_models())}) or PREFIX:NAME of a registered "
+        f"source ({', '.join(list_sources()) or 'none registered'})",
+    ),
     "model.width": (lambda v: _finite(v) and v > 0, "a number > 0"),
-    "model.share": (
+    "model.method": (
         lambda v: v in list_methods(),
         f"a registered method ({', '.join(list_methods())}) or null (the model's default)",
     ),
@@ -284,7 +314,8 @@ def _describe(hint: Any) -> str:
     if origin is list:
         return f"a list of {_PLURALS[args[0]]}"
     if origin is dict:
-        return f"a mapping of {_PLURALS[args[0]]} to {_PLURALS[args[1]]}"
+        values = typing.get_args(args[1]) or (args[1],)
+        return f"a mapping of {_PLURALS[args[0]]} to {' or '.join(_PLURALS[v] for v in values)}"
     return _TYPE_NAMES[hint]
 
 
@@ -322,6 +353,8 @@ def config_from_dict(data: dict[str, Any], origin: str = "config") -> TrainConfi
     sections = {}
     for name, cls in _SECTIONS.items():
         values = _section_values(data, name, origin)
+        if name == "model":  # runs and configs written before source/method
+            values = upgrade_legacy_keys(values, f"{origin}: model")
         known = {f.name for f in dataclasses.fields(cls)}
         bad = set(values) - known
         if bad:
@@ -355,15 +388,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         parts = key.split(".")
         if len(parts) == 1:
             data[key] = value
-        elif len(parts) == 2 and parts[0] in _SECTIONS:
-            section = _section_values(data, parts[0], "config")
+        elif 2 <= len(parts) <= 3 and parts[0] in _SECTIONS:
+            section = dict(_section_values(data, parts[0], "config"))
+            if parts[0] == "model":
+                parts[1] = _current_model_key(section, parts[1])
+            if len(parts) == 3:  # one entry of a mapping, e.g. model.method_options.KEY
+                value = {**_mapping(section.get(parts[1]), key), parts[2]: value}
             data[parts[0]] = {**section, parts[1]: value}
         else:
             raise ConfigError(
-                f"bad --set key {key!r}: use 'recipe' or SECTION.KEY with SECTION in "
-                f"{sorted(_SECTIONS)}"
+                f"bad --set key {key!r}: use 'recipe', SECTION.KEY or SECTION.KEY.ENTRY with "
+                f"SECTION in {sorted(_SECTIONS)}"
             )
     return data
+
+
+def _current_model_key(section: dict[str, Any], key: str) -> str:
+    """``key`` under its current name (``share`` -> ``method``), dropping the other spelling
+    from ``section`` so the override replaces it."""
+    key = LEGACY_KEYS.get(key, key)
+    for old, new in LEGACY_KEYS.items():
+        if new == key:
+            section.pop(old, None)
+    return key
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"bad --set key {key!r}: {key.rsplit('.', 1)[0]} is not a mapping")
+    return value
 
 
 class _Loader(yaml.SafeLoader):

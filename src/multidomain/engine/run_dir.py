@@ -125,7 +125,7 @@ def resolve_run_config(run_dir: Path, config: TrainConfig | None, resume: bool) 
             else f"no {CONFIG_FILE}"
         )
         raise ConfigError(f"--resume: {run_dir} holds no run to resume ({detail})")
-    saved = absolute_paths(load_config(saved_path))  # relative in runs saved before
+    saved = absolute_paths(load_run_config(run_dir))  # relative in runs saved before
     if config is None:
         return saved
     config = absolute_paths(config)
@@ -143,6 +143,14 @@ def resolve_run_config(run_dir: Path, config: TrainConfig | None, resume: bool) 
 
 def _yaml_value(value: object) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def load_run_config(run_dir: Path, overrides: list[str] = ()) -> TrainConfig:
+    """The config saved in ``run_dir`` with ``overrides`` applied. Per-command settings
+    (``NOT_SAVED``) start reset: versions before 0.2 saved ``run.max_steps``, and a resume
+    that read it back would stop at the same step every time."""
+    resets = [f"run.{key}={_yaml_value(value)}" for key, value in NOT_SAVED.items()]
+    return load_config(run_dir / CONFIG_FILE, [*resets, *overrides])
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:

@@ -7,7 +7,7 @@ ResNet-26 = 1x, the tables' convention), at the same width.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,8 +21,8 @@ REFERENCE_MODEL = "resnet26_std"
 
 @dataclass
 class ParamReport:
-    model: str
-    share: str
+    model: str  # the model's source
+    method: str
     shared: int
     per_domain: dict[str, int]  # heads included
     heads: dict[str, int]
@@ -31,7 +31,9 @@ class ParamReport:
     relative: float
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The report as JSON-ready values; ``share`` repeats ``method`` under its earlier
+        name, for scripts written against earlier versions."""
+        return {**asdict(self), "share": self.method}
 
 
 def count_parameters(model: nn.Module) -> ParamReport:
@@ -49,8 +51,8 @@ def count_parameters(model: nn.Module) -> ParamReport:
     total = shared + sum(per_domain.values())
     reference = reference_parameters(model.config.width)
     return ParamReport(
-        model=model.config.name,
-        share=model.config.share,
+        model=model.config.source,
+        method=model.config.method,
         shared=shared,
         per_domain=per_domain,
         heads=heads,
@@ -70,8 +72,7 @@ def reference_parameters(width: float = 1.0) -> int:
 def independent_parameters(model: nn.Module) -> int:
     """Parameters of one independent network per domain (same architecture and heads): the
     cost of not sharing anything, against which the paper's savings are measured."""
-    config = copy.deepcopy(model.config)
-    config.share = "none"
+    config = dataclasses.replace(model.config, method="none", method_options={})
     with torch.device("meta"):
         independent = build_model(config)
     return sum(p.numel() for p in independent.parameters())
@@ -83,7 +84,7 @@ def format_report(report: ParamReport) -> str:
     rows += [(d, n, report.heads[d]) for d, n in report.per_domain.items()]
     name_width = max(12, *(len(name) for name, _, _ in rows))
     lines = [
-        f"{report.model} (share={report.share}), {len(report.per_domain)} domains",
+        f"{report.model} (method {report.method}), {len(report.per_domain)} domains",
         f"{'part':<{name_width}} {'parameters':>12} {'own w/o head':>13} {'head':>10}",
     ]
     for name, count, head in rows:

@@ -13,7 +13,7 @@ Registered here, the four sharing policies of PAPER.md section 3 (every method k
 heads per domain):
 
 - ``pointwise``: pointwise shared, depthwise per domain (the paper), the last pointwise per
-  domain too unless ``own_last_pointwise`` is off (as the official code trains it);
+  domain too unless its option ``own_last_pointwise`` is off (as the official code trains it);
 - ``depthwise``: depthwise shared, pointwise per domain (RQ2);
 - ``none``: every convolution per domain (independent networks, fine-tuning);
 - ``all``: every convolution shared (BN adaptation; with frozen BN, the feature extractor).
@@ -21,8 +21,9 @@ heads per domain):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
@@ -45,7 +46,7 @@ class ConvRequest:
         in_channels, out_channels, stride: its shape.
         is_last: the network's last convolution (the official code's own last pointwise).
         domains: the model's domains, in order.
-        own_last_pointwise: the model config's option of that name.
+        options: the method's options, resolved (:meth:`Method.resolve_options`).
     """
 
     kind: str
@@ -54,7 +55,7 @@ class ConvRequest:
     stride: int
     is_last: bool
     domains: Sequence[str]
-    own_last_pointwise: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,40 @@ class Method:
     """A named way of sharing a network between domains.
 
     Attributes:
-        name: the registry name (``model.share`` / ``--share`` in configs and the CLI).
+        name: the registry name (``model.method`` / ``--method`` in configs and the CLI).
         make_conv: builds the convolution unit a :class:`ConvRequest` asks for.
         kinds: the convolution kinds it can build.
+        options: the options it takes (``model.method_options``) and their defaults; a
+            model's config records them all, so a saved model rebuilds the same layers.
+        trains: the roles a target domain trains by default when a recipe adapts per-domain
+            parts (``optim.train`` unset); None: every role the domain owns.
     """
 
     name: str
     make_conv: Callable[[ConvRequest], nn.Module]
     kinds: tuple[str, ...] = ("separable", "standard")
+    options: Mapping[str, Any] = field(default_factory=dict)
+    trains: tuple[str, ...] | None = None
+
+    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option of this method: ``given`` over the defaults.
+
+        Raises:
+            ConfigError: an option this method does not take, or a value of another type than
+                its default's.
+        """
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            takes = f"it takes {sorted(self.options)}" if self.options else "it takes none"
+            raise ConfigError(f"method {self.name!r} has no option {unknown}: {takes}")
+        for key, value in given.items():
+            default = self.options[key]
+            if type(value) is not type(default) and not _is_number_for(default, value):
+                raise ConfigError(
+                    f"method {self.name!r}: option {key} must be a {type(default).__name__} "
+                    f"like its default {default!r}, got {value!r}"
+                )
+        return {**self.options, **given}
 
     def conv(self, request: ConvRequest) -> nn.Module:
         if request.kind not in self.kinds:
@@ -102,14 +129,19 @@ def list_methods() -> list[str]:
     return list(_METHODS)
 
 
+def _is_number_for(default: Any, value: Any) -> bool:
+    """An int given where the default is a float (YAML reads ``1`` as an int)."""
+    return type(default) is float and type(value) is int
+
+
 def methods_for(kind: str) -> list[str]:
     return [name for name, method in _METHODS.items() if kind in method.kinds]
 
 
-def sharing(owned: frozenset[str], own_last_pointwise: bool = False) -> Callable:
+def sharing(owned: frozenset[str]) -> Callable:
     """A ``make_conv`` that makes each part per domain when its role is in ``owned``, else
-    shared (``own_last_pointwise``: the network's last pointwise conv is per domain too, when
-    the model config asks for it)."""
+    shared (the option ``own_last_pointwise``, where a method takes it: the network's last
+    pointwise conv is per domain too)."""
 
     def make_conv(request: ConvRequest) -> nn.Module:
         def part(role: str, build: Callable[[], nn.Module], own_anyway: bool = False):
@@ -118,7 +150,7 @@ def sharing(owned: frozenset[str], own_last_pointwise: bool = False) -> Callable
         cin, cout, stride = request.in_channels, request.out_channels, request.stride
         if request.kind == "standard":
             return part("conv", lambda: conv3x3(cin, cout, stride))
-        own_last = own_last_pointwise and request.is_last and request.own_last_pointwise
+        own_last = request.is_last and request.options.get("own_last_pointwise", False)
         return SepConv(
             part("depthwise", lambda: depthwise_conv(cin, stride)),
             part("pointwise", lambda: pointwise_conv(cin, cout), own_anyway=own_last),
@@ -127,7 +159,14 @@ def sharing(owned: frozenset[str], own_last_pointwise: bool = False) -> Callable
     return make_conv
 
 
-register_method(Method("pointwise", sharing(frozenset({"depthwise"}), True), kinds=("separable",)))
+register_method(
+    Method(
+        "pointwise",
+        sharing(frozenset({"depthwise"})),
+        kinds=("separable",),
+        options={"own_last_pointwise": True},
+    )
+)
 register_method(Method("depthwise", sharing(frozenset({"pointwise"})), kinds=("separable",)))
 register_method(Method("none", sharing(frozenset({"depthwise", "pointwise", "conv"}))))
 register_method(Method("all", sharing(frozenset())))

@@ -33,7 +33,7 @@ from multidomain.errors import ConfigError, DataError
 from multidomain.io import atomic_path, read_json, verify_checksums, write_checksums, write_json
 from multidomain.models._registry import build_model
 from multidomain.models.base import MultiDomainNet
-from multidomain.models.config import ModelConfig
+from multidomain.models.config import ModelConfig, normalized_architecture
 
 DOMAIN_FORMAT = "multidomain.domain-pack/1"
 SHARED_FORMAT = "multidomain.shared/1"
@@ -227,7 +227,7 @@ def _metadata_fields(metadata: dict[str, str], path) -> dict[str, Any]:
 
 
 def _check_architecture(model: MultiDomainNet, fields: dict[str, Any], path) -> None:
-    saved = fields.get("architecture")
+    saved = normalized_architecture(fields.get("architecture"))  # packs of earlier versions too
     if saved != model.config.architecture():
         raise ConfigError(
             f"wrong architecture: {path} was saved from {saved}, "

@@ -11,6 +11,7 @@ e.g. to fine-tune every parameter per domain) is exact for every domain.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 
@@ -25,12 +26,19 @@ def domain_view(model: MultiDomainNet, domain: str) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def reshare(model: MultiDomainNet, share: str, source_domain: str | None = None) -> MultiDomainNet:
-    """A copy of ``model`` under the method ``share`` (see module docstring)."""
+def reshare(
+    model: MultiDomainNet,
+    method: str,
+    source_domain: str | None = None,
+    method_options: dict | None = None,
+) -> MultiDomainNet:
+    """A copy of ``model`` under ``method`` (with its ``method_options``; default: the
+    method's defaults), see the module docstring."""
     source_domain = source_domain or next(iter(model.domains))
     model._check_domain(source_domain)
-    config = copy.deepcopy(model.config)
-    config.share = share
+    config = dataclasses.replace(
+        copy.deepcopy(model.config), method=method, method_options=dict(method_options or {})
+    )
     result = build_model(config)
     views = {domain: domain_view(model, domain) for domain in model.domains}
     for key, target in shared_state_dict(result, keep_vars=True).items():

@@ -112,18 +112,16 @@ def _channels(base: Sequence[int], width: float) -> list[int]:
 
 def _conv_factory(config: ModelConfig, kind: str) -> ConvFactory:
     """The method of ``config`` builds every convolution unit of ``kind``."""
-    method = get_method(config.share)
+    method = get_method(config.method)
+    domains, options = list(config.domains), config.method_options
 
     def make(cin: int, cout: int, stride: int, is_last: bool) -> nn.Module:
-        request = ConvRequest(
-            kind, cin, cout, stride, is_last, list(config.domains), config.own_last_pointwise
-        )
-        return method.conv(request)
+        return method.conv(ConvRequest(kind, cin, cout, stride, is_last, domains, options))
 
     return make
 
 
-@register_model(default_share="pointwise")
+@register_model(default_method="pointwise")
 def resnet26_dw(config: ModelConfig) -> ResNet26:
     """Depthwise-separable ResNet-26 (Guo et al. 2019); 3,169,667 parameters for one
     1000-class domain at width 1."""
@@ -131,7 +129,7 @@ def resnet26_dw(config: ModelConfig) -> ResNet26:
     return ResNet26(config, _conv_factory(config, "separable"), channels)
 
 
-@register_model(default_share="all")
+@register_model(default_method="all")
 def resnet26_std(config: ModelConfig) -> ResNet26:
     """Standard ResNet-26 of Rebuffi et al. (2017), the baselines' backbone."""
     channels = _channels((32, 64, 128, 256), config.width)

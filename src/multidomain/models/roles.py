@@ -71,7 +71,7 @@ def domain_parameters(
 ) -> list[tuple[str, nn.Parameter]]:
     """The parameters trained to adapt ``domain``: everything the domain owns.
 
-    Under ``share="pointwise"`` that is its depthwise filters, BNs, head (and last pointwise);
+    Under the ``pointwise`` method that is its depthwise filters, BNs, head (and last pointwise);
     under ``"depthwise"`` its pointwise convs, BNs and head; under ``"all"`` its BNs and head
     (``train_norm=False``: the head alone, i.e. the feature extractor); under ``"none"``
     its whole network.
