@@ -111,6 +111,9 @@ class RunConfig:
     # torchrun jobs: seconds a rank waits for the others in a collective before the job ends
     # with an error (a rank died or hung); longer than the slowest checkpoint save or validation
     dist_timeout: float = 600.0
+    # torch.compile the training and evaluation model (GPU runs; the first steps of each
+    # domain compile, later ones are faster); dynamo's recompile limit is raised to the domains
+    compile: bool = False
 
     def __post_init__(self) -> None:
         validate_section(self, "run")

@@ -88,7 +88,9 @@ def wrap(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model (checkpoints are saved from it: no ``module.`` prefixes)."""
+    """The bare model, out of ``torch.compile`` and DDP (checkpoints are saved from it: no
+    ``_orig_mod.`` or ``module.`` prefixes)."""
+    model = getattr(model, "_orig_mod", model)
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 

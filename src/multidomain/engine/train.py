@@ -30,6 +30,7 @@ from multidomain.engine.checkpoint import (
     load_optimizer_state,
     save_checkpoint,
 )
+from multidomain.engine.compiled import compile_model
 from multidomain.engine.config import TrainConfig
 from multidomain.engine.distributed import (
     DistInfo,
@@ -123,6 +124,8 @@ class Trainer:
         if self.val_samples is not None:
             self.val_loader, self.val_sampler = plan_loader(self.val_samples, workers, pin)
         self.net = wrap(self.model, self.info, self.device)
+        if config.run.compile:
+            self.net = compile_model(self.net, len(self.model.domains))
         self.log = MetricsLog(run_dir, self.info.is_main, config.run.tensorboard)
         self.state = RunState(threads=torch.get_num_threads())
         if self.checkpoint is not None:
