@@ -23,7 +23,7 @@ demo: install
 
 test: install
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not gpu"
 
 test-all: install
 	$(PY) -m pytest -q

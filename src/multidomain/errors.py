@@ -10,6 +10,7 @@ Exit codes (README, "Reliability"):
 4     storage: a file or folder that cannot be written or read back intact
       (disk full, read-only, damaged checkpoint, folder held by another process)
 5     training diverged (non-finite loss or gradients)
+6     a rank of a multi-process (torchrun) job died or hung; the others stop with this code
 130   interrupted (Ctrl-C / SIGINT); a training run resumes with ``--resume``
 141   stdout closed by its reader (``multidomain params | head -1``): nothing printed on stderr
 ====  ==========================================================================
@@ -28,6 +29,7 @@ EXIT_USAGE = 2
 EXIT_DATA = 3
 EXIT_STORAGE = 4
 EXIT_DIVERGED = 5
+EXIT_RANK_LOST = 6
 EXIT_INTERRUPTED = 130
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what `cat` or `yes` end with in the same place
 
@@ -66,6 +68,12 @@ class TrainingDiverged(MultidomainError, RuntimeError):
     """The loss or the gradients became NaN or infinite; the last good checkpoint is intact."""
 
     exit_code = EXIT_DIVERGED
+
+
+class RankLost(MultidomainError, RuntimeError):
+    """Another rank of a torchrun job died or hung past the process-group timeout."""
+
+    exit_code = EXIT_RANK_LOST
 
 
 class Interrupted(MultidomainError):

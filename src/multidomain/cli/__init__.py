@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -51,8 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        # torchrun: only rank 0 reports progress; the other ranks print their errors only
+        level=level if os.environ.get("RANK", "0") == "0" else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
     command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))

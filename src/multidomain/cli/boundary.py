@@ -34,6 +34,7 @@ from multidomain.errors import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_RANK_LOST,
     EXIT_STORAGE,
     EXIT_USAGE,
     MultidomainError,
@@ -47,6 +48,7 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_STORAGE:<4} storage: disk full, read-only or not permitted, a file where a folder is
        expected, a damaged checkpoint, a folder held by another process
   {EXIT_DIVERGED:<4} training diverged (non-finite loss or gradients)
+  {EXIT_RANK_LOST:<4} another rank of a torchrun job died or hung; the last checkpoint is intact
   {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C); a training run continues with --resume
   {EXIT_CLOSED_PIPE:<4} stdout closed by its reader (as in `multidomain params | head -1`)
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from multidomain.engine.config import load_config
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             path = resolve_config_path(args.config) if args.config else None
             config = load_config(path, args.overrides)
     model_dir = run_training(config, args.out, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return 0
     if model_dir is None:
         print(
             f"stopped early by run.max_steps: no model yet; continue with --resume --out {args.out}"

@@ -116,6 +116,12 @@ class RunConfig:
     bn_guard: bool = True  # detect the eval-mode batch-norm collapse and re-estimate BN
     progress: bool = True
     threads: int | None = None  # torch intra-op threads; None: torch's default
+    # torchrun jobs: seconds a rank waits for the others in a collective before the job ends
+    # with an error (a rank died or hung); longer than the slowest checkpoint save or validation
+    dist_timeout: float = 600.0
+    # torch.compile the training and evaluation model (GPU runs; the first steps of each
+    # domain compile, later ones are faster); dynamo's recompile limit is raised to the domains
+    compile: bool = False
 
     def __post_init__(self) -> None:
         validate_section(self, "run")
@@ -255,6 +261,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run.max_steps": (lambda v: v >= 1, "an integer >= 1, or null (no limit)"),
     "run.log_every": (lambda v: v >= 1, "an integer >= 1 (steps)"),
     "run.threads": (lambda v: v >= 1, "an integer >= 1, or null (torch's default)"),
+    "run.dist_timeout": (lambda v: _finite(v) and v > 0, "a number of seconds > 0"),
 }
 
 

@@ -52,6 +52,7 @@ RESUME_MUTABLE = {
     "run.progress",
     "run.tensorboard",
     "run.checkpoint_every",
+    "run.dist_timeout",
 }
 # Settings that hold for one command only and are never saved: a smoke-test limit must not
 # stop every later --resume.

@@ -8,6 +8,7 @@ keeps its own best epoch, since domains cannot affect each other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
@@ -28,8 +30,21 @@ from multidomain.engine.checkpoint import (
     load_optimizer_state,
     save_checkpoint,
 )
+from multidomain.engine.compiled import compile_model
 from multidomain.engine.config import TrainConfig
-from multidomain.engine.distributed import barrier, init_distributed, resolve_device, unwrap, wrap
+from multidomain.engine.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    end_distributed,
+    env_info,
+    init_distributed,
+    is_lost_rank,
+    lost_rank_error,
+    resolve_device,
+    unwrap,
+    wrap,
+)
 from multidomain.engine.evaluate import autocast, evaluate
 from multidomain.engine.logs import MetricsLog
 from multidomain.engine.run_dir import (
@@ -74,7 +89,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path) -> None:
         self.config, self.run_dir = config, run_dir
-        self.info = init_distributed()
+        self.info = init_distributed(config.run.dist_timeout)
         self.device = resolve_device(config.run.device, self.info)
         if config.run.threads is not None:
             torch.set_num_threads(config.run.threads)  # results hold at an equal thread count
@@ -109,6 +124,8 @@ class Trainer:
         if self.val_samples is not None:
             self.val_loader, self.val_sampler = plan_loader(self.val_samples, workers, pin)
         self.net = wrap(self.model, self.info, self.device)
+        if config.run.compile:
+            self.net = compile_model(self.net, len(self.model.domains))
         self.log = MetricsLog(run_dir, self.info.is_main, config.run.tensorboard)
         self.state = RunState(threads=torch.get_num_threads())
         if self.checkpoint is not None:
@@ -186,6 +203,7 @@ class Trainer:
                 final / ("best" if self.val_samples is not None else "model"), self.run_dir
             )
             write_json(self.run_dir / "summary.json", asdict(self.state))
+        barrier(self.info)  # the model is published when any rank returns
         return True
 
     def train_one_epoch(self, epoch: int) -> bool:
@@ -220,11 +238,11 @@ class Trainer:
         tick, images_done, rate = time.perf_counter(), 0, 0.0
         for step, (images, labels) in enumerate(self.train_loader, start=self.state.step):
             domain = plan[step][0]
-            loss, correct = self.train_step(images, labels, domain, epoch, step)
+            loss, correct, count = self.train_step(images, labels, domain, epoch, step)
             meter = meters.setdefault(domain, [0, 0])
             meter[0] += correct
-            meter[1] += labels.shape[0]
-            images_done += labels.shape[0] * self.info.world
+            meter[1] += count
+            images_done += count
             self.state.step, self.state.global_step = step + 1, self.state.global_step + 1
             rate = images_done / max(time.perf_counter() - tick, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{rate:.0f}", refresh=False)
@@ -258,15 +276,25 @@ class Trainer:
         )
         return True
 
-    def train_step(self, images, labels, domain: str, epoch: int, step: int) -> tuple[float, int]:
+    def train_step(
+        self, images, labels, domain: str, epoch: int, step: int
+    ) -> tuple[float, int, int]:
+        """One optimizer step on one domain's batch.
+
+        Returns:
+            The loss (mean over ranks), the correct predictions and the images (sums over
+            ranks): every rank takes the same decisions from them.
+        """
         torch.manual_seed(seed_for(self.config.run.seed, epoch, step, 7))  # dropout masks
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.device, self.config.run.precision):
             logits = self.net(images, domain)
             loss = F.cross_entropy(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise self._diverged(f"loss is {loss.item()}", epoch, step, domain)
+        correct = (logits.detach().argmax(1) == labels).sum()
+        loss_value, correct, count = self._over_ranks(loss, correct, labels.shape[0])
+        if not math.isfinite(loss_value):  # on every rank when on one: all stop together
+            raise self._diverged(f"loss is {loss_value}", epoch, step, domain)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         # A huge but finite loss can overflow in backward: stepping would save NaN weights.
@@ -277,7 +305,18 @@ class Trainer:
             )
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.item(), int((logits.detach().argmax(1) == labels).sum())
+        return loss_value, correct, count
+
+    def _over_ranks(
+        self, loss: torch.Tensor, correct: torch.Tensor, count: int
+    ) -> tuple[float, int, int]:
+        """(mean loss, summed correct, summed count) over the ranks: one small all-reduce."""
+        if self.info.world == 1:
+            return loss.item(), int(correct), count
+        totals = torch.stack([loss.detach().double(), correct.double()])
+        totals = torch.cat([totals, totals.new_tensor([count])])
+        loss_sum, correct_sum, count_sum = all_reduce_sum(totals, self.info).tolist()
+        return loss_sum / self.info.world, int(correct_sum), int(count_sum)
 
     def _diverged(self, what: str, epoch: int, step: int, domain: str) -> TrainingDiverged:
         return TrainingDiverged(
@@ -316,6 +355,10 @@ class Trainer:
         """Report the images ``data.skip_bad`` skipped (this process's loaders; a resumed run
         keeps the larger count of the two processes)."""
         seen = data_setup.skipped_images(self.train_samples, self.val_samples)
+        if self.info.world > 1:  # each rank decodes its own shard: the job's count is the sum
+            names = sorted(seen)
+            summed = all_reduce_sum(torch.tensor([seen[d] for d in names]), self.info)
+            seen = dict(zip(names, summed.tolist(), strict=True))
         counts = self.state.skipped_images
         for domain, n in seen.items():
             if n > counts.get(domain, 0):
@@ -371,7 +414,13 @@ class Trainer:
             return accuracy
         plan = eval_plan(self.train_samples, self.config.data.batch_size, domain=domain)
         reestimate_bn(self.model, domain, self.train_loader, self.train_sampler, plan, self.device)
-        val_plan = eval_plan(self.val_samples, self.config.data.eval_batch_size, domain=domain)
+        val_plan = eval_plan(
+            self.val_samples,
+            self.config.data.eval_batch_size,
+            self.info.rank,
+            self.info.world,
+            domain=domain,
+        )
         fixed = evaluate(
             self.net,
             self.val_loader,
@@ -379,6 +428,7 @@ class Trainer:
             val_plan,
             self.device,
             self.config.run.precision,
+            self.info,
         )[domain].accuracy
         logger.warning("domain %s: eval accuracy after BN re-estimation: %.1f%%", domain, fixed)
         return fixed
@@ -406,25 +456,45 @@ def _finite_gradients(model: torch.nn.Module) -> bool:
 def run_training(
     config: TrainConfig | None, run_dir: str | Path, resume: bool = False
 ) -> Path | None:
-    """Train (or resume) a run in ``run_dir``.
+    """Train (or resume) a run in ``run_dir``, in this process or as one rank of a torchrun job.
 
     Everything is checked before anything is written: the folder (a new run goes only into a
     missing or empty one), the config, the data and the model. The folder is locked while the
-    run holds it.
+    run holds it. Under torchrun every rank checks, rank 0 alone locks and writes, and a rank
+    that loses the others (one died, or hung past ``run.dist_timeout``) raises
+    :class:`~multidomain.errors.RankLost`.
 
     Returns:
         The folder of the final model, or None when ``run.max_steps`` stopped the run first.
     """
     run_dir = Path(run_dir)
     config = resolve_run_config(run_dir, config, resume)
-    with claim_run_dir(run_dir, new=not resume):
+    started = env_info().world > 1 and not dist.is_initialized()
+    info = init_distributed(config.run.dist_timeout)
+    try:
+        return _train_in(run_dir, config, resume, info)
+    except RuntimeError as err:
+        if not is_lost_rank(err, info):
+            raise
+        again = f"run the same command with --out {run_dir} --resume"
+        raise lost_rank_error(err, info, config.run.dist_timeout, again) from err
+    finally:
+        end_distributed(started)
+
+
+def _train_in(run_dir: Path, config: TrainConfig, resume: bool, info: DistInfo) -> Path | None:
+    barrier(info)  # every rank has checked the folder before rank 0 writes to it
+    claim = claim_run_dir(run_dir, new=not resume) if info.is_main else contextlib.nullcontext()
+    with claim:
+        barrier(info)  # rank 0 has cleared crash leftovers: the checkpoints may be read
         trainer = Trainer(config, run_dir)
-        fingerprint = data_fingerprint(trainer.root, config.data.domains)
-        if resume:
-            check_data(run_dir, trainer.root, fingerprint)
-        write_config(run_dir, config)
-        if not resume:
-            record_data(run_dir, trainer.root, fingerprint)
+        if info.is_main:
+            fingerprint = data_fingerprint(trainer.root, config.data.domains)
+            if resume:
+                check_data(run_dir, trainer.root, fingerprint)
+            write_config(run_dir, config)
+            if not resume:
+                record_data(run_dir, trainer.root, fingerprint)
         if not trainer.fit():
             logger.info(
                 "stopped at run.max_steps=%s (step %d): no model yet; continue with "
