@@ -69,18 +69,19 @@ def engine_block(trainer: Trainer, steps: int) -> float:
     """Seconds for the engine's next ``steps`` training steps (checkpoint writes excluded)."""
     trainer.config.run.max_steps = trainer.state.global_step + steps
     start = time.perf_counter()
-    trainer.train_one_epoch(trainer.state.epoch)
+    epoch = trainer.state.epoch
+    trainer.train_one_epoch(epoch, trainer.epoch_plan(epoch), trainer.train_batches)
     return time.perf_counter() - start
 
 
 def measure_loader(trainer: Trainer, batches: int | None = None) -> float:
     """Images/s of the training loader over ``batches`` batches (default: a whole epoch)."""
     plan = epoch_plan(trainer.train_samples, BATCH, 0, 1)
-    trainer.train_sampler.set_plan(plan if batches is None else plan[: batches + 2], epoch=1)
-    iterator = iter(trainer.train_loader)
+    plan = plan if batches is None else plan[: batches + 2]
+    iterator = trainer.train_batches.iterate(plan, epoch=1)
     next(iterator), next(iterator)  # workers started
     start = time.perf_counter()
-    images = sum(len(labels) for _, labels in iterator)
+    images = sum(len(labels) for _, _, labels in iterator)
     return images / (time.perf_counter() - start)
 
 

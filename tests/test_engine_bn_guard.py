@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from multidomain.engine.batches import SeededSamples, eval_plan, plan_loader
+from multidomain.engine.batches import DomainBatches, SeededSamples, eval_plan
 from multidomain.engine.bn_guard import domain_norms, is_collapsed, reestimate_bn
 from multidomain.models.packs import domain_state_dict
 
@@ -40,7 +40,7 @@ def test_reestimation_repairs_one_domain_and_leaves_the_others():
     model = tiny_model()
     images = torch.randn(16, 3, 32, 32) * 3 + 2  # far from the initial running statistics
     samples = SeededSamples({"beta": Images(images)})
-    loader, sampler = plan_loader(samples, workers=0, pin_memory=False)
+    batches = DomainBatches(samples)
     plan = eval_plan(samples, batch_size=16)  # one batch holding every image
     with torch.no_grad():
         model.train()
@@ -51,7 +51,7 @@ def test_reestimation_repairs_one_domain_and_leaves_the_others():
     alpha_before = {k: v.clone() for k, v in domain_state_dict(model, "alpha").items()}
     momenta = [norm.momentum for norm in domain_norms(model, "beta")]
 
-    used = reestimate_bn(model, "beta", loader, sampler, plan, torch.device("cpu"))
+    used = reestimate_bn(model, "beta", batches, plan, torch.device("cpu"))
 
     assert used == 16
     with torch.no_grad():

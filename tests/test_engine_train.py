@@ -24,7 +24,7 @@ from engine_helpers import (
 from multidomain.data.benchmark import load_benchmark
 from multidomain.engine import data_setup
 from multidomain.engine import train as train_module
-from multidomain.engine.batches import SeededSamples, epoch_plan, eval_plan
+from multidomain.engine.batches import DomainBatches, SeededSamples, epoch_plan, eval_plan
 from multidomain.engine.checkpoint import latest_checkpoint, load_optimizer_state
 from multidomain.engine.train import Trainer, TrainingDiverged, run_training
 from multidomain.io import read_json
@@ -317,3 +317,31 @@ def test_tiny_tree_has_the_expected_steps_per_epoch(root):
     benchmark = json.loads((root / "benchmark.json").read_text())
     for domain, steps in STEPS_PER_EPOCH.items():
         assert benchmark["domains"][domain]["images"]["train"] // 8 == steps
+
+
+def test_a_batch_carries_its_domain_in_plan_order_from_any_start():
+    """``DomainBatches.iterate`` yields (domain, images, labels) following the plan, and a
+    start step skips exactly the steps before it (what exact resumption relies on)."""
+
+    class Tagged(torch.utils.data.Dataset):
+        def __init__(self, tag, n):
+            self.tag, self.n = tag, n
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, index):
+            return torch.tensor([self.tag, index]), self.tag
+
+    samples = SeededSamples({"small": Tagged(0, 8), "large": Tagged(1, 24)})
+    plan = epoch_plan(samples, 4, seed=0, epoch=0)
+    batches = DomainBatches(samples)
+    seen = list(batches.iterate(plan, epoch=0))
+    assert [domain for domain, _, _ in seen] == [domain for domain, _ in plan]
+    for (domain, images, labels), (_, indices) in zip(seen, plan, strict=True):
+        assert set(labels.tolist()) == {samples.domains.index(domain)}
+        offset = samples.domain_range(domain).start
+        assert [offset + int(i) for i in images[:, 1]] == indices
+    resumed = list(batches.iterate(plan, epoch=0, start=3))
+    assert [d for d, _, _ in resumed] == [d for d, _, _ in seen[3:]]
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(resumed, seen[3:], strict=True))

@@ -177,16 +177,29 @@ def eval_plan(
     return plan
 
 
-def plan_loader(
-    samples: SeededSamples, workers: int, pin_memory: bool
-) -> tuple[DataLoader, PlanSampler]:
-    """A loader whose batches follow the plan given to its sampler before each iteration."""
-    sampler = PlanSampler()
-    loader = DataLoader(
-        samples,
-        batch_sampler=sampler,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        pin_memory=pin_memory,
-    )
-    return loader, sampler
+class DomainBatches:
+    """One loader over ``samples`` whose iteration over a plan yields each batch with its
+    domain: ``for domain, images, labels in batches.iterate(plan, epoch)``.
+
+    The loader (and its workers, kept alive between plans) is made once; each plan's batches
+    are handed to its batch sampler before the iteration starts.
+    """
+
+    def __init__(self, samples: SeededSamples, workers: int = 0, pin_memory: bool = False):
+        self.samples = samples
+        self._sampler = PlanSampler()
+        self._loader = DataLoader(
+            samples,
+            batch_sampler=self._sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin_memory,
+        )
+
+    def iterate(
+        self, plan: Plan, epoch: int = 0, start: int = 0
+    ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        """``(domain, images, labels)`` for the steps ``plan[start:]`` of ``epoch``."""
+        self._sampler.set_plan(plan, epoch, start)
+        for (domain, _), (images, labels) in zip(plan[start:], self._loader, strict=True):
+            yield domain, images, labels

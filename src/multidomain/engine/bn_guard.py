@@ -11,9 +11,8 @@ import logging
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from multidomain.engine.batches import Plan, PlanSampler
+from multidomain.engine.batches import DomainBatches, Plan
 from multidomain.models.roles import owned_modules
 
 logger = logging.getLogger(__name__)
@@ -39,8 +38,7 @@ def domain_norms(model: nn.Module, domain: str) -> list[nn.modules.batchnorm._Ba
 def reestimate_bn(
     model: nn.Module,
     domain: str,
-    loader: DataLoader,
-    sampler: PlanSampler,
+    batches: DomainBatches,
     plan: Plan,
     device: torch.device,
 ) -> int:
@@ -57,8 +55,7 @@ def reestimate_bn(
         norm.momentum = None  # cumulative average over all batches
         norm.train()
     images_seen = 0
-    sampler.set_plan(plan, epoch=0)
-    for (batch_domain, _), (images, _) in zip(plan, loader, strict=True):
+    for batch_domain, images, _ in batches.iterate(plan):
         model(images.to(device), batch_domain)
         images_seen += images.shape[0]
     for norm, momentum in zip(norms, saved, strict=True):

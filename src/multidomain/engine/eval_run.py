@@ -13,7 +13,7 @@ from typing import Any
 from multidomain.data.benchmark import Benchmark, load_benchmark
 from multidomain.data.submission import submission_entries, write_submission
 from multidomain.engine import data_setup
-from multidomain.engine.batches import eval_plan, plan_loader
+from multidomain.engine.batches import DomainBatches, eval_plan
 from multidomain.engine.bn_guard import reestimate_bn
 from multidomain.engine.config import DataConfig, load_config
 from multidomain.engine.distributed import DistInfo, resolve_device
@@ -117,10 +117,10 @@ def _evaluate(run_dir, split, data_root, domains, bn_reestimate, workers, out) -
     device = resolve_device("auto", DistInfo())
     model.to(device)
     samples = data_setup.split_samples(root, domains, split, benchmark)
-    loader, sampler = plan_loader(samples, workers, device.type == "cuda")
+    batches = DomainBatches(samples, workers, device.type == "cuda")
     if bn_reestimate:
         _reestimate(model, root, domains, benchmark, device, workers)
-    results = evaluate(model, loader, sampler, eval_plan(samples, 128), device)
+    results = evaluate(model, batches, eval_plan(samples, 128), device)
     report = build_report(model, benchmark, results, split, root)
     write_json(out / "eval.json", report)
     if split == "test":
@@ -133,10 +133,10 @@ def _evaluate(run_dir, split, data_root, domains, bn_reestimate, workers, out) -
 
 def _reestimate(model, root, domains, benchmark, device, workers) -> None:
     train = data_setup.split_samples(root, domains, "train", benchmark)
-    loader, sampler = plan_loader(train, workers, device.type == "cuda")
+    batches = DomainBatches(train, workers, device.type == "cuda")
     for domain in domains:
         plan = eval_plan(train, 64, domain=domain)
-        used = reestimate_bn(model, domain, loader, sampler, plan, device)
+        used = reestimate_bn(model, domain, batches, plan, device)
         logger.info("re-estimated BN statistics of %s on %d training images", domain, used)
 
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
-from multidomain.engine.batches import Plan, PlanSampler
+from multidomain.engine.batches import DomainBatches, Plan
 from multidomain.engine.distributed import DistInfo, all_reduce_sum
 
 
@@ -39,8 +38,7 @@ def autocast(device: torch.device, precision: str):
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader,
-    sampler: PlanSampler,
+    batches: DomainBatches,
     plan: Plan,
     device: torch.device,
     precision: str = "fp32",
@@ -49,9 +47,8 @@ def evaluate(
     """Accuracy, loss and predictions (in plan order) per domain; labels of -1 are not scored."""
     info = info or DistInfo()
     model.eval()
-    sampler.set_plan(plan, epoch=0)
     results: dict[str, DomainResult] = {}
-    for (domain, _), (images, labels) in zip(plan, loader, strict=True):
+    for domain, images, labels in batches.iterate(plan):
         images, labels = images.to(device, non_blocking=True), labels.to(device)
         with autocast(device, precision):
             logits = model(images, domain)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from multidomain.data.benchmark import load_benchmark
 from multidomain.engine import builders, data_setup
-from multidomain.engine.batches import epoch_plan, eval_plan, plan_loader, seed_for
+from multidomain.engine.batches import DomainBatches, Plan, epoch_plan, eval_plan, seed_for
 from multidomain.engine.bn_guard import is_collapsed, reestimate_bn
 from multidomain.engine.checkpoint import (
     BestUpdate,
@@ -120,9 +120,9 @@ class Trainer:
         self.caches_images = data_setup.cache_images(config.data, workers, samples)
         if self.caches_images:
             data_setup.enable_cache(samples)
-        self.train_loader, self.train_sampler = plan_loader(self.train_samples, workers, pin)
+        self.train_batches = DomainBatches(self.train_samples, workers, pin)
         if self.val_samples is not None:
-            self.val_loader, self.val_sampler = plan_loader(self.val_samples, workers, pin)
+            self.val_batches = DomainBatches(self.val_samples, workers, pin)
         self.net = wrap(self.model, self.info, self.device)
         if config.run.compile:
             self.net = compile_model(self.net, len(self.model.domains))
@@ -194,7 +194,8 @@ class Trainer:
     def _fit(self) -> bool:
         epochs = self.config.optim.epochs
         while self.state.epoch < epochs:
-            if not self.train_one_epoch(self.state.epoch):
+            epoch = self.state.epoch
+            if not self.train_one_epoch(epoch, self.epoch_plan(epoch), self.train_batches):
                 return False
             self.end_of_epoch(self.state.epoch)
         if self.info.is_main:
@@ -206,9 +207,10 @@ class Trainer:
         barrier(self.info)  # the model is published when any rank returns
         return True
 
-    def train_one_epoch(self, epoch: int) -> bool:
+    def epoch_plan(self, epoch: int) -> Plan:
+        """This rank's steps of ``epoch``: (domain, sample indices) per step."""
         cfg = self.config
-        plan = epoch_plan(
+        return epoch_plan(
             self.train_samples,
             cfg.data.batch_size,
             cfg.run.seed,
@@ -217,7 +219,11 @@ class Trainer:
             self.info.rank,
             self.info.world,
         )
-        self.train_sampler.set_plan(plan, epoch, start=self.state.step)
+
+    def train_one_epoch(self, epoch: int, plan: Plan, batches: DomainBatches) -> bool:
+        """Train the steps of ``plan`` from ``state.step`` on, loading them with ``batches``;
+        returns False when ``run.max_steps`` stops the run first."""
+        cfg = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(epoch)
         self.net.train()
@@ -236,8 +242,8 @@ class Trainer:
         )
         # rate stays 0 when resuming an epoch whose steps were all done before its validation
         tick, images_done, rate = time.perf_counter(), 0, 0.0
-        for step, (images, labels) in enumerate(self.train_loader, start=self.state.step):
-            domain = plan[step][0]
+        steps = batches.iterate(plan, epoch, start=self.state.step)
+        for step, (domain, images, labels) in enumerate(steps, start=self.state.step):
             loss, correct, count = self.train_step(images, labels, domain, epoch, step)
             meter = meters.setdefault(domain, [0, 0])
             meter[0] += correct
@@ -375,8 +381,7 @@ class Trainer:
         )
         results = evaluate(
             self.net,
-            self.val_loader,
-            self.val_sampler,
+            self.val_batches,
             plan,
             self.device,
             self.config.run.precision,
@@ -413,7 +418,7 @@ class Trainer:
         if not self.config.run.bn_guard:
             return accuracy
         plan = eval_plan(self.train_samples, self.config.data.batch_size, domain=domain)
-        reestimate_bn(self.model, domain, self.train_loader, self.train_sampler, plan, self.device)
+        reestimate_bn(self.model, domain, self.train_batches, plan, self.device)
         val_plan = eval_plan(
             self.val_samples,
             self.config.data.eval_batch_size,
@@ -423,8 +428,7 @@ class Trainer:
         )
         fixed = evaluate(
             self.net,
-            self.val_loader,
-            self.val_sampler,
+            self.val_batches,
             val_plan,
             self.device,
             self.config.run.precision,
