@@ -25,7 +25,14 @@ BASE = ["data.domains=[digits]"]
 
 def test_the_run_section_and_the_model_config_share_one_spec():
     spec = {f.name for f in dataclasses.fields(ModelSpec)}
-    assert spec == {"source", "width", "method", "method_options", "channels_last"}
+    assert spec == {
+        "source",
+        "width",
+        "method",
+        "method_options",
+        "channels_last",
+        "source_options",
+    }
     assert {f.name for f in dataclasses.fields(ModelSection)} == spec | {"init", "init_domain"}
     assert {f.name for f in dataclasses.fields(ModelConfig)} == spec | {"domains", "dropout"}
 
