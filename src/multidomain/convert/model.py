@@ -141,8 +141,8 @@ def convert(
 
 def convert_with(network: nn.Module, config: ModelConfig) -> ConvertedNet:
     """Make ``network`` (changed in place) multi-domain as ``config`` says."""
-    check_domain_names(network, config.domains)
     targets = find_targets(network)
+    check_domain_names(network, config.domains)
     owned = owned_parts(config.method, config.method_options, config.source_options)
     pointwise = targets.of("pointwise")
     last_pointwise = pointwise[-1] if pointwise else None
