@@ -97,7 +97,7 @@ def test_domains_come_and_go_and_packs_load_under_another_name(tmp_path):
     model.add_domain("b", 4, init_from="a")
     x = images()
     a, b = domain_state_dict(model, "a"), domain_state_dict(model, "b")
-    copied = [k for k in a if not k.startswith(model.head_path)]
+    copied = [k for k in a if not k.startswith(f"network.{model.head_path}.")]
     assert copied and all(torch.equal(a[k], b[k]) for k in copied)  # b starts as a copy of a
     assert logits(model, x, "b").shape == (2, 4)
     save_domain(model, "a", tmp_path / "a.safetensors")
