@@ -37,16 +37,28 @@ def build_network(source: str) -> nn.Module:
 def _torchvision(name: str) -> nn.Module:
     import torchvision
 
-    try:
-        return torchvision.models.get_model(name, weights=None)
-    except ValueError:
+    _check_torchvision(name)
+    return torchvision.models.get_model(name, weights=None)
+
+
+def _check_torchvision(name: str) -> None:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
         raise ConfigError(
             f"unknown torchvision model {name!r}; e.g. mobilenet_v3_small, mobilenet_v2, "
             "efficientnet_b0, convnext_tiny (torchvision.models.list_models())"
-        ) from None
+        )
 
 
 def _timm(name: str) -> nn.Module:
+    import timm
+
+    _check_timm(name)
+    return timm.create_model(name, pretrained=False)
+
+
+def _check_timm(name: str) -> None:
     try:
         import timm
     except ImportError:
@@ -56,7 +68,6 @@ def _timm(name: str) -> nn.Module:
             f"unknown timm model {name!r}; e.g. mobilenetv3_small_100, efficientnet_b0, "
             "convnext_tiny (timm.list_models())"
         )
-    return timm.create_model(name, pretrained=False)
 
 
 def infer_source(network: nn.Module) -> str:
@@ -148,11 +159,16 @@ def _refuse_module(config: ModelConfig) -> nn.Module:
     )
 
 
-for _prefix, _builder in (("torchvision", _build), ("timm", _build), ("module", _refuse_module)):
+for _prefix, _builder, _check in (
+    ("torchvision", _build, _check_torchvision),
+    ("timm", _build, _check_timm),
+    ("module", _refuse_module, None),
+):
     register_source(
         _prefix,
         _builder,
         default_method="pointwise",
         options=SOURCE_OPTIONS,
         method_defaults=METHOD_DEFAULTS,
+        check_name=_check,
     )

@@ -30,12 +30,15 @@ class Source:
         options: the options it takes (``model.source_options``) and their defaults.
         method_defaults: defaults of method options for its models (over the method's own),
             e.g. ``{"own_last_pointwise": False}``; an option the method lacks is ignored.
+        check_name: raises a :class:`ConfigError` naming the choices when it cannot build
+            NAME (so configs are checked on load); None: any NAME passes until built.
     """
 
     builder: Builder
     default_method: str
     options: Mapping[str, Any] = field(default_factory=dict)
     method_defaults: Mapping[str, Any] = field(default_factory=dict)
+    check_name: Callable[[str], None] | None = None
 
 
 _BUILDERS: dict[str, Builder] = {}
@@ -62,11 +65,14 @@ def register_source(
     default_method: str,
     options: Mapping[str, Any] | None = None,
     method_defaults: Mapping[str, Any] | None = None,
+    check_name: Callable[[str], None] | None = None,
 ) -> None:
     """Let ``PREFIX:NAME`` sources be built by ``builder(config)`` (see :class:`Source`)."""
     if prefix in _SOURCES:
         raise ConfigError(f"a model source {prefix!r} is already registered")
-    _SOURCES[prefix] = Source(builder, default_method, options or {}, method_defaults or {})
+    _SOURCES[prefix] = Source(
+        builder, default_method, options or {}, method_defaults or {}, check_name
+    )
 
 
 def list_models() -> list[str]:
@@ -81,7 +87,9 @@ def list_sources() -> list[str]:
 
 def check_source(source: str) -> None:
     """Raise a :class:`ConfigError` naming the choices unless ``source`` can be built."""
-    _source(source)
+    check_name = _source(source).check_name
+    if check_name is not None:
+        check_name(source.partition(":")[2])
 
 
 def default_method(source: str) -> str:
