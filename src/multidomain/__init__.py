@@ -5,7 +5,8 @@ Domains" (AAAI 2019): a depthwise-separable ResNet-26 whose pointwise convolutio
 all domains while each domain owns its depthwise filters, batch norms and classifier head.
 """
 
+from multidomain.convert import ConvertConfig, convert
 from multidomain.models import create_model, list_models
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "create_model", "list_models"]
+__all__ = ["ConvertConfig", "__version__", "convert", "create_model", "list_models"]

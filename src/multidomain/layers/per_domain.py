@@ -206,12 +206,15 @@ def init_weights(module: nn.Module) -> None:
     """The official code's initialisation (PAPER.md section 2).
 
     Convolutions: normal(0, sqrt(2 / (k * k * out_channels))); batch norm: weight 1, bias 0 and
-    fresh running statistics; linear layers: PyTorch's default.
+    fresh running statistics; linear layers and layer/group norms (converted networks):
+    PyTorch's default.
     """
     if isinstance(module, nn.Conv2d):
         fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
         module.weight.normal_(0.0, (2.0 / fan_out) ** 0.5)
         if module.bias is not None:
             module.bias.zero_()
-    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Linear)):
+    elif isinstance(
+        module, (nn.modules.batchnorm._BatchNorm, nn.Linear, nn.LayerNorm, nn.GroupNorm)
+    ):
         module.reset_parameters()

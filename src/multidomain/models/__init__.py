@@ -5,6 +5,9 @@ from multidomain.models._registry import build_model, create_model, list_models
 from multidomain.models.base import MultiDomainNet
 from multidomain.models.config import SHARE_POLICIES, ModelConfig
 
+# The converter registers the torchvision: and timm: sources (imported last: it builds on us).
+from multidomain.convert import sources as _sources  # noqa: F401  isort: skip
+
 __all__ = [
     "SHARE_POLICIES",
     "ModelConfig",

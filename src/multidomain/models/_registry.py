@@ -8,7 +8,8 @@ from its config alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -17,9 +18,32 @@ from multidomain.errors import ConfigError
 from multidomain.models.config import ModelConfig
 
 Builder = Callable[[ModelConfig], nn.Module]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registered ``PREFIX:NAME`` source.
+
+    Attributes:
+        builder: ``builder(config) -> model`` (it reads the NAME off ``config.source``).
+        default_method: the method its models get when none is given.
+        options: the options it takes (``model.source_options``) and their defaults.
+        method_defaults: defaults of method options for its models (over the method's own),
+            e.g. ``{"own_last_pointwise": False}``; an option the method lacks is ignored.
+        check_name: raises a :class:`ConfigError` naming the choices when it cannot build
+            NAME (so configs are checked on load); None: any NAME passes until built.
+    """
+
+    builder: Builder
+    default_method: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    method_defaults: Mapping[str, Any] = field(default_factory=dict)
+    check_name: Callable[[str], None] | None = None
+
+
 _BUILDERS: dict[str, Builder] = {}
 _DEFAULT_METHOD: dict[str, str] = {}
-_SOURCES: dict[str, tuple[Builder, str]] = {}  # prefix -> (builder, default method)
+_SOURCES: dict[str, Source] = {}  # prefix -> how its networks are built
 
 
 def register_model(default_method: str) -> Callable:
@@ -35,11 +59,20 @@ def register_model(default_method: str) -> Callable:
     return wrap
 
 
-def register_source(prefix: str, builder: Builder, default_method: str) -> None:
-    """Let ``PREFIX:NAME`` sources be built by ``builder(config)`` (it reads the NAME)."""
+def register_source(
+    prefix: str,
+    builder: Builder,
+    default_method: str,
+    options: Mapping[str, Any] | None = None,
+    method_defaults: Mapping[str, Any] | None = None,
+    check_name: Callable[[str], None] | None = None,
+) -> None:
+    """Let ``PREFIX:NAME`` sources be built by ``builder(config)`` (see :class:`Source`)."""
     if prefix in _SOURCES:
         raise ConfigError(f"a model source {prefix!r} is already registered")
-    _SOURCES[prefix] = (builder, default_method)
+    _SOURCES[prefix] = Source(
+        builder, default_method, options or {}, method_defaults or {}, check_name
+    )
 
 
 def list_models() -> list[str]:
@@ -54,15 +87,43 @@ def list_sources() -> list[str]:
 
 def check_source(source: str) -> None:
     """Raise a :class:`ConfigError` naming the choices unless ``source`` can be built."""
-    _builder_and_default(source)
+    check_name = _source(source).check_name
+    if check_name is not None:
+        check_name(source.partition(":")[2])
 
 
 def default_method(source: str) -> str:
     """The method a model of ``source`` gets when none is given."""
-    return _builder_and_default(source)[1]
+    return _source(source).default_method
 
 
-def _builder_and_default(source: str) -> tuple[Builder, str]:
+def method_defaults(source: str) -> Mapping[str, Any]:
+    """Defaults of method options that ``source`` sets over the methods' own."""
+    return _source(source).method_defaults
+
+
+def resolve_source_options(source: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` over the defaults of the options ``source`` takes (``model.source_options``).
+
+    Raises:
+        ConfigError: an option the source does not take, or a value of another type than its
+            default's.
+    """
+    defaults = _source(source).options
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        takes = f"it takes {sorted(defaults)}" if defaults else "it takes none"
+        raise ConfigError(f"model source {source!r} has no option {unknown}: {takes}")
+    for key, value in given.items():
+        if type(value) is not type(defaults[key]):
+            raise ConfigError(
+                f"model source {source!r}: option {key} must be a "
+                f"{type(defaults[key]).__name__} like its default {defaults[key]!r}, got {value!r}"
+            )
+    return {**defaults, **given}
+
+
+def _source(source: str) -> Source:
     prefix, colon, _ = source.partition(":")
     if colon:
         if prefix not in _SOURCES:
@@ -73,7 +134,7 @@ def _builder_and_default(source: str) -> tuple[Builder, str]:
         return _SOURCES[prefix]
     if source not in _BUILDERS:
         raise ConfigError(f"unknown model {source!r}; available: {list_models()}")
-    return _BUILDERS[source], _DEFAULT_METHOD[source]
+    return Source(_BUILDERS[source], _DEFAULT_METHOD[source])
 
 
 def create_model(
@@ -102,4 +163,4 @@ def create_model(
 
 def build_model(config: ModelConfig) -> nn.Module:
     """Build the model a (saved) configuration describes."""
-    return _builder_and_default(config.source)[0](config)
+    return _source(config.source).builder(config)

@@ -40,6 +40,8 @@ class ModelSpec:
         method_options: the method's options (``Method.options``), e.g.
             ``{"own_last_pointwise": False}`` for ``pointwise``.
         channels_last: run in channels-last memory format (faster for depthwise convs on CPU).
+        source_options: the options of a ``PREFIX:NAME`` source (the converter's: which parts
+            a domain owns besides the method's, ``multidomain.convert.ConvertConfig``).
     """
 
     source: str = "resnet26_dw"
@@ -47,23 +49,37 @@ class ModelSpec:
     method: str | None = None
     method_options: dict[str, OptionValue] = field(default_factory=dict)
     channels_last: bool = True
+    source_options: dict[str, OptionValue] = field(default_factory=dict)
 
     def resolved_method_options(self) -> dict[str, OptionValue]:
-        """The method's options with its defaults filled in (the method must be set).
+        """The method's options with its defaults filled in (the method must be set): the
+        source's defaults for them (``register_source(method_defaults=...)``) over the
+        method's own.
 
         Raises:
             ConfigError: an unknown method, or an option it does not take.
         """
-        return get_method(self.method).resolve_options(self.method_options)
+        from multidomain.models._registry import method_defaults  # the registry imports us
+
+        method = get_method(self.method)
+        defaults = {k: v for k, v in method_defaults(self.source).items() if k in method.options}
+        return method.resolve_options({**defaults, **self.method_options})
 
     def architecture(self) -> dict[str, Any]:
-        """What must match for weights to be interchangeable (domains aside)."""
-        return {
+        """What must match for weights to be interchangeable (domains aside); the source's
+        options appear only where the source takes some."""
+        from multidomain.models._registry import resolve_source_options
+
+        architecture = {
             "source": self.source,
             "width": self.width,
             "method": self.method,
             "method_options": dict(sorted(self.resolved_method_options().items())),
         }
+        source_options = resolve_source_options(self.source, self.source_options)
+        if source_options:
+            architecture["source_options"] = dict(sorted(source_options.items()))
+        return architecture
 
 
 @dataclass(kw_only=True)
@@ -87,11 +103,12 @@ class ModelConfig(ModelSpec):
                 raise ValueError(
                     f"domain {name!r}: number of classes must be >= 1, got {classes!r}"
                 )
-        from multidomain.models._registry import default_method  # the registry imports us
+        from multidomain.models._registry import default_method, resolve_source_options
 
         default = default_method(self.source)  # raises naming the registered models
         self.method = default if self.method is None else self.method
         self.method_options = self.resolved_method_options()
+        self.source_options = resolve_source_options(self.source, self.source_options)
         if not self.width > 0:
             raise ValueError(f"width must be > 0, got {self.width}")
         unknown = set(self.dropout) - set(self.domains)
