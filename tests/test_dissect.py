@@ -33,8 +33,12 @@ def _iou_of_maps(acts: torch.Tensor, labels: torch.Tensor, annotated, concepts, 
     image, unit = torch.meshgrid(torch.arange(n), torch.arange(k), indexing="ij")
     weights = torch.ones(1, n, dtype=torch.float64)
     counter.update(
-        image.reshape(-1), unit.reshape(-1), masks.reshape(n * k, -1),
-        labels.flatten(2), torch.as_tensor(annotated), weights,
+        image.reshape(-1),
+        unit.reshape(-1),
+        masks.reshape(n * k, -1),
+        labels.flatten(2),
+        torch.as_tensor(annotated),
+        weights,
     )
     counter.count_concepts(labels.flatten(2), weights)
     return counter.iou()[0]
@@ -100,7 +104,9 @@ def test_the_union_counts_a_unit_only_where_the_concepts_category_is_annotated()
     counter = IoUCounter(1, concepts)
     weights = torch.ones(1, 2, dtype=torch.float64)
     annotated = torch.tensor([[True, False], [True, True]])
-    counter.update(torch.tensor([0, 1]), torch.tensor([0, 0]), masks, labels.long(), annotated, weights)
+    counter.update(
+        torch.tensor([0, 1]), torch.tensor([0, 0]), masks, labels.long(), annotated, weights
+    )
     counter.count_concepts(labels.long(), weights)
     iou = counter.iou()[0, 0]
     assert iou[0].item() == pytest.approx(2 / (5 + 2 - 2))  # colour annotated in both images
@@ -125,10 +131,15 @@ def _write_broden(root):
         "300,car,object(1);part(0),1,0.2,\n301,street,scene(1),1,1.0,\n"
     )
     for cat, lines in {
-        "color": ["1,1,red", "2,2,blue"], "object": ["1,300,car"], "scene": ["1,301,street"],
+        "color": ["1,1,red", "2,2,blue"],
+        "object": ["1,300,car"],
+        "scene": ["1,301,street"],
     }.items():
-        (root / f"c_{cat}.csv").write_text("code,number,name,frequency,coverage\n" + "\n".join(
-            f"{line},1,1.0" for line in lines) + "\n")
+        (root / f"c_{cat}.csv").write_text(
+            "code,number,name,frequency,coverage\n"
+            + "\n".join(f"{line},1,1.0" for line in lines)
+            + "\n"
+        )
     for name in ("a", "b"):
         _png(root / "images" / f"{name}.jpg", np.full((8, 8, 3), 100, np.uint8))
     colour = np.zeros((4, 4, 3), np.uint8)
@@ -170,22 +181,47 @@ def test_the_probe_build_is_deterministic_and_concepts_cover_at_most_5_percent()
 def test_the_report_lists_every_dissected_layer_of_every_network(tmp_path):
     torch.manual_seed(0)
     model = create_model("resnet26_dw", {"a": 3}, width=0.125)
-    probe = OfflineProbe(12, 32, seed=0)
-    options = DissectOptions(batch_size=6, replicates=3, top_images=2)
+    probe = OfflineProbe(8, 32, seed=0)
+    options = DissectOptions(batch_size=8, replicates=3, top_images=2)
     result = run_dissection(
-        model, "a", probe, ImageInput([0.5] * 3, [0.25] * 3), ["stem.*", "stages.0.0.*"],
-        options, controls=True,
+        model,
+        "a",
+        probe,
+        ImageInput([0.5] * 3, [0.25] * 3),
+        ["stem.*", "stages.0.0.conv1.*"],
+        options,
+        controls=True,
     )
     written = write_report(result, tmp_path, model, probe, ImageInput([0.5] * 3, [0.25] * 3))
-    assert [p.name for p in written] == ["dissect.md", "dissect.csv", "detectors.png", "best_units.png"]
+    assert [p.name for p in written] == [
+        "dissect.md",
+        "dissect.csv",
+        "detectors.png",
+        "best_units.png",
+    ]
     text = (tmp_path / "dissect.md").read_text()
     names = [r.name for r in result.variants["trained"]]
-    assert len(names) == 6 and set(result.variants) == {"trained", "random-init", "rotated"}
+    assert len(names) == 4 and set(result.variants) == {"trained", "random-init", "rotated"}
     for variant in result.variants:
         for name in names:
             assert f"| {variant} | {name} |" in text
     assert "**Answer.** Depthwise layers hold" in text
-    rows = list(csv.DictReader(open(tmp_path / "dissect.csv")))
+    with open(tmp_path / "dissect.csv") as handle:
+        rows = list(csv.DictReader(handle))
     units = sum(r.units for r in result.variants["trained"])
     assert len(rows) == 3 * units
     assert {r["layer"] for r in rows} == set(names)
+
+
+def test_the_dissect_command_reports_a_runs_domain(tmp_path_factory, tmp_path, capsys):
+    from engine_helpers import pretrained_run
+    from multidomain.cli import main
+
+    run_dir = pretrained_run(tmp_path_factory)
+    out = tmp_path / "dissect"
+    argv = ["dissect", "--run", str(run_dir), "--domain", "animals", "--out", str(out)]
+    argv += ["--images", "6", "--image-size", "32", "--layers", "stem.*", "--replicates", "2"]
+    assert main(argv) == 0
+    assert "| trained | stem.conv_dw | depthwise |" in (out / "dissect.md").read_text()
+    assert main([*argv[:3], "--domain", "nowhere", *argv[5:]]) == 2
+    assert "no domain 'nowhere'" in capsys.readouterr().err

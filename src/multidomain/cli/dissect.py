@@ -47,8 +47,16 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     written = dissect_run(
-        args.run, args.domain, args.probe, args.out, args.layers, args.controls, args.data,
-        args.images, args.image_size, options,
+        args.run,
+        args.domain,
+        args.probe,
+        args.out,
+        args.layers,
+        args.controls,
+        args.data,
+        args.images,
+        args.image_size,
+        options,
     )
     print("written: " + ", ".join(str(p) for p in written))
     return 0

@@ -35,8 +35,12 @@ class Spread:
         if replicates.size == 0:
             return cls(float(value), 0.0, float(value), float(value))
         low, high = np.percentile(replicates, [2.5, 97.5])
-        return cls(float(value), float(replicates.std(ddof=1) if replicates.size > 1 else 0.0),
-                   float(low), float(high))
+        return cls(
+            float(value),
+            float(replicates.std(ddof=1) if replicates.size > 1 else 0.0),
+            float(low),
+            float(high),
+        )
 
     def __str__(self) -> str:
         return f"{self.value:.3g} ± {self.sd:.2g}"

@@ -84,9 +84,7 @@ class BrodenProbe:
         # Broden label number -> concept index + 1 (0: no concept)
         self.code = np.zeros(max(numbers, default=0) + 1, dtype=np.int16)
         self.code[numbers] = np.arange(1, len(numbers) + 1)
-        self.depth = max(
-            sum(len(_items(row.get(c, ""))) for c in categories) for row in self.rows
-        )
+        self.depth = max(sum(len(_items(row.get(c, ""))) for c in categories) for row in self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -109,7 +107,7 @@ class BrodenProbe:
             annotated.append(bool(items))
             for item in items:
                 channels.append(self._channel(item, shape))
-        labels = np.zeros((self.depth,) + shape, dtype=np.int16)
+        labels = np.zeros((self.depth, *shape), dtype=np.int16)
         labels[: len(channels)] = channels
         return labels, np.array(annotated)
 

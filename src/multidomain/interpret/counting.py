@@ -13,14 +13,13 @@ batch.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from multidomain.interpret.probe import Concepts
 
 
 class IoUCounter:
-    """IoU counters of ``units`` units against ``concepts``, with ``replicates`` bootstrap copies."""
+    """IoU counters of ``units`` units against ``concepts``; ``replicates`` bootstrap copies."""
 
     def __init__(self, units: int, concepts: Concepts, replicates: int = 0) -> None:
         self.units, self.concepts = units, concepts

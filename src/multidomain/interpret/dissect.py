@@ -32,7 +32,7 @@ from multidomain.interpret.layers import (
 )
 from multidomain.interpret.probe import ProbeBatch, ProbeSet, concept_coverage
 from multidomain.interpret.quantile import TopQuantile
-from multidomain.models import MultiDomainNet, ModelConfig, build_model
+from multidomain.models import ModelConfig, MultiDomainNet, build_model
 
 logger = logging.getLogger(__name__)
 VARIANTS = ("trained", "random-init", "rotated")
@@ -178,7 +178,11 @@ def count_layers(model, domain, probe, refs, thresholds, inputs, options, view=_
             up = F.interpolate(maps, size=probe.mask_size, mode="bilinear")
             masks = (up[:, 0] > limit[unit[rows], None, None]).flatten(1)  # (s, P)
             state.counter.update(
-                image[rows], unit[rows], masks, current["labels"], current["annotated"],
+                image[rows],
+                unit[rows],
+                masks,
+                current["labels"],
+                current["annotated"],
                 current["weights"],
             )
 
@@ -189,7 +193,9 @@ def count_layers(model, domain, probe, refs, thresholds, inputs, options, view=_
                 indices=torch.from_numpy(batch.indices)[None, :],
                 labels=torch.from_numpy(batch.labels.astype(np.int64)).flatten(2),
                 annotated=torch.from_numpy(batch.annotated),
-                weights=torch.from_numpy(np.concatenate([np.ones((1, len(batch.indices))), weights])),
+                weights=torch.from_numpy(
+                    np.concatenate([np.ones((1, len(batch.indices))), weights])
+                ),
             )
             _forward(model, domain, inputs, batch)
     return states
@@ -245,9 +251,7 @@ def run_dissection(
     """Dissect ``model`` on ``probe`` for ``domain``; with ``controls``, also the random-init
     network and the rotated basis (same layers, same probe)."""
     options = options or DissectOptions()
-    result = Dissection(
-        probe.description, probe.concepts, concept_coverage(probe), options, domain
-    )
+    result = Dissection(probe.description, probe.concepts, concept_coverage(probe), options, domain)
     refs = select_layers(find_layers(model), layers)
     logger.info("dissecting %d layers on %s", len(refs), probe.description)
     result.variants["trained"] = dissect_model(model, domain, probe, refs, inputs, options)

@@ -136,10 +136,17 @@ class OfflineProbe:
     concepts = OFFLINE_CONCEPTS
 
     def __init__(
-        self, count: int = 2000, size: int = 72, seed: int = 0, cache: bool = True, mask_step: int = 2
+        self,
+        count: int = 2000,
+        size: int = 72,
+        seed: int = 0,
+        cache: bool = True,
+        mask_step: int = 2,
     ) -> None:
         if count < 1 or size < 16:
-            raise ValueError(f"an offline probe needs count >= 1 and size >= 16, got {count}, {size}")
+            raise ValueError(
+                f"an offline probe needs count >= 1 and size >= 16, got {count}, {size}"
+            )
         if mask_step < 1 or size % mask_step:
             raise ValueError(f"mask_step must divide the image size {size}, got {mask_step}")
         self.count, self.size, self.seed = count, size, seed
@@ -169,7 +176,9 @@ class OfflineProbe:
         return ProbeBatch(
             indices=np.asarray(indices, dtype=np.int64),
             images=np.stack([image for image, _ in rendered]),
-            labels=np.stack([labels for _, labels in rendered])[..., offset :: self.step, offset :: self.step],
+            labels=np.stack([labels for _, labels in rendered])[
+                ..., offset :: self.step, offset :: self.step
+            ],
             annotated=np.ones((len(rendered), len(CATEGORIES)), dtype=bool),
         )
 

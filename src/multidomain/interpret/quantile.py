@@ -17,7 +17,7 @@ import torch
 
 def values_above(total: int, quantile: float) -> int:
     """``m``: how many of ``total`` values lie above the threshold of the top ``quantile``."""
-    return int(math.floor(quantile * total + 1e-9))
+    return math.floor(quantile * total + 1e-9)
 
 
 class TopQuantile:

@@ -32,7 +32,16 @@ def write_csv(result: Dissection, path: Path) -> None:
                 detector = iou > result.options.iou_threshold
                 name, category = concepts.names[concept], concepts.categories[concept]
                 writer.writerow(
-                    (variant, layer.name, layer.kind, unit, name, category, f"{iou:.5f}", int(detector))
+                    (
+                        variant,
+                        layer.name,
+                        layer.kind,
+                        unit,
+                        name,
+                        category,
+                        f"{iou:.5f}",
+                        int(detector),
+                    )
                 )
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
@@ -49,7 +58,7 @@ def _row(stats: GroupStats, variant: str) -> str:
 
 _HEADER = (
     "| network | layer | type | units | detectors / 100 units | unique concepts "
-    "| unique / 100 units | mean level | detectors by category |\n|---|---|---|---|---|---|---|---|---|"
+    "| unique / 100 units | mean level | detectors by category |\n" + "|---" * 9 + "|"
 )
 
 
