@@ -2,7 +2,7 @@
 detect, on the offline probe set or on Broden."""
 
 from multidomain.interpret.broden import BrodenProbe
-from multidomain.interpret.dissect import DissectOptions, Dissection, ImageInput, run_dissection
+from multidomain.interpret.dissect import Dissection, DissectOptions, ImageInput, run_dissection
 from multidomain.interpret.offline_probe import OfflineProbe
 from multidomain.interpret.report import write_report
 
