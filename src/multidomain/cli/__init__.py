@@ -21,7 +21,17 @@ from multidomain.cli.boundary import (
 )
 
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
-_COMMAND_MODULES = ("params", "convert", "data", "score", "train", "eval", "demo", "baseline")
+_COMMAND_MODULES = (
+    "params",
+    "convert",
+    "data",
+    "score",
+    "train",
+    "eval",
+    "dissect",
+    "demo",
+    "baseline",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
