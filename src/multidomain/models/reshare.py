@@ -38,6 +38,7 @@ def reshare(model: MultiDomainNet, share: str, source_domain: str | None = None)
     for domain in result.domains:
         for key, target in domain_state_dict(result, domain, keep_vars=True).items():
             _fill(target, views[domain], key)
+    result.cards = dict(model.cards)
     return result
 
 
