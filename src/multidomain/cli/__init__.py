@@ -20,7 +20,19 @@ from multidomain.cli.boundary import (
 )
 
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
-_COMMAND_MODULES = ("params", "data", "score", "train", "eval", "demo", "baseline")
+_COMMAND_MODULES = (
+    "params",
+    "data",
+    "score",
+    "train",
+    "eval",
+    "demo",
+    "baseline",
+    "add_domain",
+    "domains",
+    "predict",
+    "export",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
