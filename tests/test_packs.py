@@ -67,7 +67,9 @@ def test_wrong_architecture_is_named(tmp_path):
     with pytest.raises(ValueError, match="wrong architecture.*width: pack 0.125, model 0.25"):
         load_domain(wider, tmp_path / "beta.safetensors")
     save_shared(tiny_model(), tmp_path / "shared.safetensors")
-    with pytest.raises(ValueError, match="wrong architecture.*share: pack 'pointwise', model 'depthwise'"):
+    with pytest.raises(
+        ValueError, match="wrong architecture.*share: pack 'pointwise', model 'depthwise'"
+    ):
         load_shared(tiny_model(share="depthwise"), tmp_path / "shared.safetensors")
 
 

@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     )
     model_dir = run_training(config, args.out)
     if model_dir is None:
-        print(f"stopped early by run.max_steps: continue with `multidomain train --out "
-              f"{args.out} --resume`")
+        print(
+            f"stopped early by run.max_steps: continue with `multidomain train --out "
+            f"{args.out} --resume`"
+        )
     else:
         print(f"model with domain {args.domain!r} written to {model_dir}")
     return 0

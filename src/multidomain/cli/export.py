@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     size = tuple(args.size) if args.size else None
     info = export_domain(model, args.domain, args.fmt, args.out, size, args.opset)
     shape = "x".join(str(v) for v in info["input"]["shape"])
-    print(f"domain {args.domain!r} exported to {args.out} (input {shape}), checked against "
-          f"the model; description in {args.out}.json")
+    print(
+        f"domain {args.domain!r} exported to {args.out} (input {shape}), checked against "
+        f"the model; description in {args.out}.json"
+    )
     return 0

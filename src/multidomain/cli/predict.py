@@ -46,8 +46,9 @@ def _requests(args: argparse.Namespace) -> list[Request]:
 
 def run(args: argparse.Namespace) -> int:
     if args.topk < 1 or args.batch_size < 1:
-        raise ConfigError(f"--topk and --batch-size must be >= 1, got {args.topk}, "
-                          f"{args.batch_size}")
+        raise ConfigError(
+            f"--topk and --batch-size must be >= 1, got {args.topk}, {args.batch_size}"
+        )
     requests = _requests(args)
     model = load_model(model_dir(args.run))
     device = resolve_device(args.device, DistInfo())
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"multidomain predict: error: {r.error}", file=sys.stderr)
     if failed:
-        print(f"multidomain predict: {len(failed)} of {len(results)} images could not be read",
-              file=sys.stderr)
+        print(
+            f"multidomain predict: {len(failed)} of {len(results)} images could not be read",
+            file=sys.stderr,
+        )
     return 1 if failed else 0

@@ -55,8 +55,9 @@ def add_domain_config(
             f"{list(saved.domains)}"
         )
     path = resolve_config_path(recipe or default_recipe(data_root))
-    config = load_config(path, [*_fixed_settings(saved, folder, data_root, domain, init_from),
-                                *overrides])
+    config = load_config(
+        path, [*_fixed_settings(saved, folder, data_root, domain, init_from), *overrides]
+    )
     _check_trains_only_the_new_domain(config)
     return config
 

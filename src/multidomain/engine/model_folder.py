@@ -108,8 +108,9 @@ def import_pack(
 ) -> str:
     """Add the domain of ``pack`` (as ``name``, default its own); returns its name."""
     if not Path(pack).is_file():
-        raise InputNotFound(f"pack {pack} not found: give a .safetensors file from "
-                            "`multidomain domains export`")
+        raise InputNotFound(
+            f"pack {pack} not found: give a .safetensors file from `multidomain domains export`"
+        )
     return change_model(path, lambda model: load_domain(model, pack, name, replace=replace))
 
 

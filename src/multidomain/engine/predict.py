@@ -61,8 +61,9 @@ def read_list(path: str | Path) -> list[Request]:
             if len(row) != 2 or not row[0].strip() or not row[1].strip():
                 raise DataError(f"{path}, line {line}: expected 'image,domain', got {row!r}")
             image = Path(row[0].strip())
-            requests.append(Request(image if image.is_absolute() else path.parent / image,
-                                    row[1].strip()))
+            requests.append(
+                Request(image if image.is_absolute() else path.parent / image, row[1].strip())
+            )
     if not requests:
         raise DataError(f"{path} lists no images: write one 'image,domain' row per image")
     return requests
@@ -89,8 +90,12 @@ def domain_transforms(model: MultiDomainNet, domains: Iterable[str]) -> dict[str
                 "pack exported by it"
             )
         transforms[domain] = build_transform(
-            preprocess.crop, False, preprocess.mean, preprocess.std,
-            preprocess.image_size, preprocess.crop_size,
+            preprocess.crop,
+            False,
+            preprocess.mean,
+            preprocess.std,
+            preprocess.image_size,
+            preprocess.crop_size,
         )
     return transforms
 
