@@ -10,7 +10,7 @@
 Each figure is the median of interleaved rounds, with the spread (min-max) over them.
 
     python benchmarks/bench_predict.py [--data ~/.cache/multidomain/mini-decathlon-36]
-        [--run RUN] [--width 0.5] [--rounds 5]
+        [--run RUN] [--width 0.5] [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def rate(count: int, seconds: list[float]) -> tuple[float, float, float]:
 
 
 def show(title: str, count: int, times: dict[str, list[float]], baseline: str) -> None:
-    print(f"\n{title}")
+    print(f"\n{title}", flush=True)
     base = statistics.median(count / s for s in times[baseline])
     for name, seconds in times.items():
         median, low, high = rate(count, seconds)
@@ -138,7 +138,7 @@ def bench_onnx(model, domain: str, n: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{domain}.onnx"
         export_domain(model, domain, "onnx", path)
-        session = run_onnx(path)
+        session = run_onnx(path, threads=torch.get_num_threads())
         for batch in (1, 32):
             x = torch.randn(batch, 3, size, size)
             repeat = max(1, 256 // batch)
@@ -165,7 +165,11 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     model = build_model(args.data, args.run, args.width)
     domains = [d for d in model.domains if d in load_benchmark(args.data).domains]
     requests = test_requests(args.data, domains)

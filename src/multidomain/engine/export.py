@@ -169,13 +169,17 @@ def _check(model: MultiDomainNet, domain: str, fmt: str, path: Path, example: to
             )
 
 
-def run_onnx(path: str | os.PathLike):
-    """A function ``x -> logits`` running the ONNX file on ONNX Runtime's CPU provider."""
+def run_onnx(path: str | os.PathLike, threads: int | None = None):
+    """A function ``x -> logits`` running the ONNX file on ONNX Runtime's CPU provider
+    (``threads``: its intra-op threads; None: its default)."""
     try:
         import onnxruntime
     except ImportError as err:
         raise ConfigError(_missing("onnxruntime", err)) from err
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(x: torch.Tensor):
         return session.run(None, {"images": x.numpy()})[0]
