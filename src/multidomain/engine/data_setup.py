@@ -14,6 +14,7 @@ from multidomain.data.loader import build_datasets, default_workers
 from multidomain.engine.batches import SeededSamples
 from multidomain.engine.config import DataConfig
 from multidomain.io import read_json
+from multidomain.models.cards import DomainCard, Preprocess
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,20 @@ def build_samples(
         )
     validation = SeededSamples(val) if data.protocol == "train" else None
     return SeededSamples(train, seed=seed), validation
+
+
+def domain_cards(benchmark: Benchmark, samples: SeededSamples) -> dict[str, DomainCard]:
+    """The card of each domain of ``samples``: its class names (the categories in class order)
+    and its benchmark's evaluation preprocessing, saved with the model for ``predict``."""
+    cards = {}
+    for domain, dataset in zip(samples.domains, samples.datasets, strict=True):
+        info = benchmark.domain(domain)
+        preprocess = Preprocess(
+            info.crop, info.mean, info.std, benchmark.image_size, benchmark.crop_size
+        )
+        classes = tuple(str(category["name"]) for category in dataset.categories)
+        cards[domain] = DomainCard(classes, preprocess)
+    return cards
 
 
 def split_samples(

@@ -235,14 +235,21 @@ def publish_model(source: Path, run_dir: Path) -> Path:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         if not (tmp / "checksums.json").is_file():
             write_checksums(tmp)
-        if target.exists():
-            old = run_dir / f"{MODEL_TEMP_PREFIX}old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_folder(tmp, target, MODEL_TEMP_PREFIX)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def replace_folder(source: Path, target: Path, temp_prefix: str) -> None:
+    """Put the complete folder ``source`` in place of ``target`` (two renames: a crash
+    between them leaves ``target`` missing and the old one as ``<prefix>old`` next to it, both
+    whole; nothing is ever half-written). ``source`` must be a sibling of ``target``."""
+    if not target.exists():
+        os.replace(source, target)
+        return
+    old = target.parent / f"{temp_prefix}old"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old, ignore_errors=True)

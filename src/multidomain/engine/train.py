@@ -115,6 +115,7 @@ class Trainer:
         self.train_samples, self.val_samples = data_setup.build_samples(
             self.root, config.data, self.benchmark, config.run.seed
         )
+        self.model.cards.update(data_setup.domain_cards(self.benchmark, self.train_samples))
         workers, pin = data_setup.workers(config.data, self.device), self.device.type == "cuda"
         samples = [s for s in (self.train_samples, self.val_samples) if s is not None]
         self.caches_images = data_setup.cache_images(config.data, workers, samples)

@@ -17,6 +17,7 @@ from torch import nn
 
 from multidomain.domains import validate_domain_name
 from multidomain.layers import DomainAware, DomainHeads, PerDomain, Route, routing
+from multidomain.models.cards import DomainCard
 from multidomain.models.config import ModelConfig
 
 
@@ -28,6 +29,8 @@ class MultiDomainNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        # class names and preprocessing per domain, saved in its pack (``models.cards``)
+        self.cards: dict[str, DomainCard] = {}
 
     # -- domains ---------------------------------------------------------------------------
     @property
@@ -71,6 +74,12 @@ class MultiDomainNet(nn.Module):
             layer.remove_domain(name)
         del self.config.domains[name]
         self.config.dropout.pop(name, None)
+        self.cards.pop(name, None)
+
+    def card(self, name: str) -> DomainCard:
+        """``name``'s class names and preprocessing (an empty card when unknown)."""
+        self._check_domain(name)
+        return self.cards.get(name, DomainCard())
 
     def _check_domain(self, name: object) -> None:
         if name not in self.head:

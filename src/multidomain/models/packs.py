@@ -9,8 +9,12 @@ Layout written by :func:`save_model`::
     DIR/checksums.json           SHA-256 of every file (``multidomain.io.write_checksums``)
 
 A domain pack's keys do not contain the domain's name (``stages.0.0.bn1.weight``), so a pack can be
-loaded under another name. Its metadata records the architecture, class count and dropout, and
-loading checks names, shapes, dtypes and values (finite) strictly, before changing anything.
+loaded under another name. Its metadata records the architecture, class count and dropout, the
+fingerprint of the shared weights it was trained on, and the domain's card (class names and
+preprocessing, ``models.cards``). Loading refuses a pack made for another architecture or other
+shared weights, naming the difference, and checks names, shapes, dtypes and values (finite)
+strictly, before changing anything. Packs written before fingerprints and cards existed load
+unchecked on those two points.
 
 Files are byte-reproducible: equal weights give equal files. The metadata is one safetensors key,
 ``multidomain``, holding sorted JSON (safetensors writes several keys in a random order); files
@@ -33,6 +37,7 @@ from multidomain.errors import ConfigError, DataError
 from multidomain.io import atomic_path, read_json, verify_checksums, write_checksums, write_json
 from multidomain.models._registry import build_model
 from multidomain.models.base import MultiDomainNet
+from multidomain.models.cards import DomainCard, shared_fingerprint
 from multidomain.models.config import ModelConfig, normalized_architecture
 
 DOMAIN_FORMAT = "multidomain.domain-pack/1"
@@ -65,8 +70,16 @@ def shared_state_dict(model: MultiDomainNet, keep_vars: bool = False) -> dict:
     }
 
 
-def save_domain(model: MultiDomainNet, domain: str, path: str | os.PathLike) -> None:
-    """Write ``domain``'s pack (atomically)."""
+def model_fingerprint(model: MultiDomainNet) -> str:
+    """The fingerprint of ``model``'s shared weights (what a domain pack is made for)."""
+    return shared_fingerprint(shared_state_dict(model))
+
+
+def save_domain(
+    model: MultiDomainNet, domain: str, path: str | os.PathLike, fingerprint: str | None = None
+) -> None:
+    """Write ``domain``'s pack (atomically); ``fingerprint``: :func:`model_fingerprint`,
+    computed when not given."""
     model._check_domain(domain)
     fields = {
         "format": DOMAIN_FORMAT,
@@ -74,6 +87,8 @@ def save_domain(model: MultiDomainNet, domain: str, path: str | os.PathLike) -> 
         "domain": domain,
         "num_classes": model.domains[domain],
         "dropout": model.config.dropout.get(domain, 0.0),
+        "shared_fingerprint": fingerprint or model_fingerprint(model),
+        **model.card(domain).to_fields(),
     }
     _save(domain_state_dict(model, domain), path, fields)
 
@@ -89,6 +104,7 @@ def load_domain(
     path: str | os.PathLike,
     name: str | None = None,
     replace: bool = False,
+    fingerprint: str | None = None,
 ) -> str:
     """Load a domain pack into ``model`` as ``name`` (default: the name it was saved under).
 
@@ -96,30 +112,35 @@ def load_domain(
     (and the pack has its class count): a domain's weights are never lost silently. Nothing
     changes when the pack is refused.
 
+    ``fingerprint``: the model's :func:`model_fingerprint` (computed when not given).
+
     Returns:
         The domain's name in the model.
 
     Raises:
-        ConfigError: a bad name, an existing domain without ``replace``, another architecture
-            or class count.
+        ConfigError: a bad name, an existing domain without ``replace``, another architecture,
+            other shared weights or another class count.
         DataError: a file that is not a domain pack, or whose tensors do not fit the model
             (names, shapes, dtypes) or are not finite.
     """
     tensors, fields = _load(path, DOMAIN_FORMAT)
     _check_architecture(model, fields, path)
+    card = _card(fields, path)
     name = validate_domain_name(fields["domain"] if name is None else name)
     num_classes = fields["num_classes"]
     added = name not in model.domains
+    if not added:
+        _check_replaceable(model, name, num_classes, replace, path)
+    _check_fingerprint(fields, fingerprint or model_fingerprint(model), path)
     if added:
         model.add_domain(name, num_classes, dropout=float(fields.get("dropout", 0.0)))
-    else:
-        _check_replaceable(model, name, num_classes, replace, path)
     try:
         _copy_strict(domain_state_dict(model, name, keep_vars=True), tensors, path)
     except ValueError:
         if added:
             model.remove_domain(name)
         raise
+    model.cards[name] = card
     return name
 
 
@@ -151,8 +172,9 @@ def save_model(model: MultiDomainNet, directory: str | os.PathLike) -> None:
     checksums of its files (last, so that they describe complete files)."""
     directory = Path(directory)
     save_shared(model, directory / "shared.safetensors")
+    fingerprint = model_fingerprint(model)
     for domain in model.domains:
-        save_domain(model, domain, directory / "domains" / f"{domain}.safetensors")
+        save_domain(model, domain, directory / "domains" / f"{domain}.safetensors", fingerprint)
     write_json(directory / "config.json", model.config.to_dict())
     write_checksums(directory)
 
@@ -169,9 +191,11 @@ def load_model(directory: str | os.PathLike) -> MultiDomainNet:
     config = ModelConfig.from_dict(read_json(directory / "config.json", "model config"))
     model = build_model(config)
     load_shared(model, directory / "shared.safetensors")
+    fingerprint = model_fingerprint(model)
     for domain in config.domains:
         path = directory / "domains" / f"{domain}.safetensors"
-        load_domain(model, path, domain, replace=True)  # the model was just built for them
+        # replace: the model was just built for them
+        load_domain(model, path, domain, replace=True, fingerprint=fingerprint)
     return model
 
 
@@ -226,13 +250,44 @@ def _metadata_fields(metadata: dict[str, str], path) -> dict[str, Any]:
         ) from err
 
 
+def read_pack_fields(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata fields of a domain pack (checked as :func:`load_domain` reads them)."""
+    return _load(path, DOMAIN_FORMAT)[1]
+
+
 def _check_architecture(model: MultiDomainNet, fields: dict[str, Any], path) -> None:
     saved = normalized_architecture(fields.get("architecture"))  # packs of earlier versions too
-    if saved != model.config.architecture():
-        raise ConfigError(
-            f"wrong architecture: {path} was saved from {saved}, "
-            f"but the model is {model.config.architecture()}"
+    ours = model.config.architecture()
+    if saved != ours:
+        saved = saved if isinstance(saved, dict) else {}
+        differences = "; ".join(
+            f"{key}: pack {saved.get(key, '(none)')!r}, model {ours.get(key, '(none)')!r}"
+            for key in sorted(set(saved) | set(ours))
+            if saved.get(key) != ours.get(key)
         )
+        raise ConfigError(
+            f"wrong architecture: {path} was made for another model ({differences}); "
+            f"load it into a {saved.get('source', 'matching')} model with those settings"
+        )
+
+
+def _check_fingerprint(fields: dict[str, Any], fingerprint: str, path) -> None:
+    """A pack's own weights fit only the shared weights it was trained on."""
+    saved = fields.get("shared_fingerprint")
+    if saved is not None and saved != fingerprint:
+        raise ConfigError(
+            f"{path} was made for other shared weights (fingerprint {str(saved)[:12]}, this "
+            f"model's {fingerprint[:12]}): it comes from another model (trained separately or "
+            "further), where its domain would predict wrongly; import it into the model it was "
+            "exported from"
+        )
+
+
+def _card(fields: dict[str, Any], path) -> DomainCard:
+    try:
+        return DomainCard.from_fields(fields)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{path} has an unreadable domain card ({err}): re-export it") from err
 
 
 @torch.no_grad()

@@ -46,6 +46,7 @@ def reshare(
     for domain in result.domains:
         for key, target in domain_state_dict(result, domain, keep_vars=True).items():
             _fill(target, views[domain], key)
+    result.cards = dict(model.cards)
     return result
 
 
