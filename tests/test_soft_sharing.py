@@ -17,6 +17,8 @@ from multidomain.models.packs import load_model, save_model
 from multidomain.models.reshare import reshare
 from multidomain.models.roles import named_parameter_info
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def soft_layer(channels=8, domains=("src", "a", "b", "c"), stride=1, seed=0) -> SoftSepConv:
     torch.manual_seed(seed)
@@ -178,9 +180,8 @@ def test_gate_parameters_match_the_layer_shapes():
 
 
 def test_adapting_a_soft_model_trains_exactly_the_declared_parameters():
-    from test_methods import train_config
-
     from multidomain.engine.builders import build_optimizer, trainable_parameters
+    from test_methods import train_config
 
     _, model = soft_from_pointwise()
     config = train_config("model.method=soft")
@@ -196,7 +197,8 @@ def test_adapting_a_soft_model_trains_exactly_the_declared_parameters():
     infos = {name: info for name, _, info in named_parameter_info(model)}
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     declared = {
-        k for k, info in infos.items()
+        k
+        for k, info in infos.items()
         if info.domain == "beta" and info.role in ("gate", "norm", "pointwise", "head")
     }
     running = {k for k in changed if k not in infos}  # BN statistics of beta only

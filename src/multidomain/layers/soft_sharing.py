@@ -113,7 +113,11 @@ class SoftGates(PerDomain):
         self.bank_names, self.source = list(domains), source
         n = len(self.bank_names)
         super().__init__(
-            {d: SoftGate(channels, n, i, own_bank_bias) for i, d in enumerate(domains) if d != source}
+            {
+                d: SoftGate(channels, n, i, own_bank_bias)
+                for i, d in enumerate(domains)
+                if d != source
+            }
         )
 
     def add_domain(self, name: str, init_from: str | None = None, **domain: Any) -> None:
@@ -157,8 +161,9 @@ def mix_fast(x: torch.Tensor, weights: torch.Tensor, banks: Sequence[nn.Conv2d])
         first.dilation,
         groups=n * c,
     )
-    out = out.view(n, c, *out.shape[-2:])
-    return out.contiguous(memory_format=torch.channels_last) if _is_channels_last(x) else out
+    # (N, C, H', W') in the contiguous format: converting back to channels_last costs a copy
+    # forward and backward, and the next soft layer would copy it back again (measured slower)
+    return out.view(n, c, *out.shape[-2:])
 
 
 def mix_loop(x: torch.Tensor, weights: torch.Tensor, banks: Sequence[nn.Conv2d]) -> torch.Tensor:
@@ -170,10 +175,6 @@ def mix_loop(x: torch.Tensor, weights: torch.Tensor, banks: Sequence[nn.Conv2d])
 
 
 MIXERS = {"fast": mix_fast, "loop": mix_loop}
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1
 
 
 class SoftSepConv(Routed):
@@ -206,4 +207,3 @@ class SoftSepConv(Routed):
                 [self.depthwise(p, d) for (d, _, _), p in zip(route.segments, parts, strict=True)]
             )
         return route_call(self.conv_pw, out, route)
-

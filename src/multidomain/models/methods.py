@@ -18,7 +18,9 @@ heads per domain):
 - ``none``: every convolution per domain (independent networks, fine-tuning);
 - ``all``: every convolution shared (BN adaptation; with frozen BN, the feature extractor);
 - ``soft``: soft sharing of depthwise filters (PAPER.md section 3, ``layers.soft_sharing``):
-  every domain's depthwise bank, frozen, mixed per sample by the target's gate.
+  every domain's depthwise bank, frozen, mixed per sample by the target's gate;
+- ``series``, ``parallel``: residual adapters of Rebuffi et al. on the standard ResNet-26
+  (PAPER.md section 7, ``layers.adapters``): shared 3x3 convs, per-domain 1x1 adapters.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from multidomain.layers.per_domain import (
     per_domain_or_shared,
     pointwise_conv,
 )
+from multidomain.layers.adapters import ADAPTER_ROLE, ParallelAdapterConv, SeriesAdapterConv
 from multidomain.layers.sepconv import SepConv
 from multidomain.layers.soft_sharing import GATE_ROLE, SoftGates, SoftSepConv
 
@@ -200,3 +203,18 @@ register_method(
         trains=(GATE_ROLE, "norm", "pointwise", "head"),  # the banks stay frozen (official)
     )
 )
+
+
+def adapter_method(name: str, unit: type[nn.Module]) -> Method:
+    """Residual adapters (``layers.adapters``) on every 3x3 conv of a standard network; a
+    target trains its adapters, norms and head (the official code)."""
+
+    def make_conv(request: ConvRequest) -> nn.Module:
+        cin, cout = request.in_channels, request.out_channels
+        return unit(cin, cout, request.stride, request.domains)
+
+    return Method(name, make_conv, kinds=("standard",), trains=(ADAPTER_ROLE, "norm", "head"))
+
+
+register_method(adapter_method("series", SeriesAdapterConv))
+register_method(adapter_method("parallel", ParallelAdapterConv))
