@@ -32,13 +32,13 @@ from typing import Any
 from torch import nn
 
 from multidomain.errors import ConfigError
+from multidomain.layers.adapters import ADAPTER_ROLE, ParallelAdapterConv, SeriesAdapterConv
 from multidomain.layers.per_domain import (
     conv3x3,
     depthwise_conv,
     per_domain_or_shared,
     pointwise_conv,
 )
-from multidomain.layers.adapters import ADAPTER_ROLE, ParallelAdapterConv, SeriesAdapterConv
 from multidomain.layers.sepconv import SepConv
 from multidomain.layers.soft_sharing import GATE_ROLE, SoftGates, SoftSepConv
 
