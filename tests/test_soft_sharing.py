@@ -56,8 +56,8 @@ def test_the_fast_path_equals_the_loop_forward_and_gradients(stride, channels_la
     torch.testing.assert_close(fast[1], loop[1], atol=1e-5, rtol=0)
     assert fast[2].keys() == loop[2].keys()
     assert any("gate.a" in name for name in fast[2]) and any("conv_dw.b" in n for n in fast[2])
-    for name in fast[2]:
-        torch.testing.assert_close(fast[2][name], loop[2][name], atol=1e-5, rtol=0)
+    for name in fast[2]:  # sums over every position: within 1e-5 relative to their size
+        torch.testing.assert_close(fast[2][name], loop[2][name], atol=1e-5, rtol=1e-5)
 
 
 def test_a_gate_is_a_per_sample_softmax_over_every_bank():

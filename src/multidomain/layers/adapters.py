@@ -9,7 +9,7 @@ the conv is the adapter's output BN:
   (planes -> planes, no bias);
 - parallel (Rebuffi 2018): the unit gives ``conv3x3(x) + P_t(x)``, so the block computes
   ``BN_t(conv3x3(x) + P_t(x))``; ``P_t`` a per-domain 1x1 conv (in_planes -> planes, no bias,
-  the 3x3 conv's stride) on that conv's own input.
+  the 3x3 conv's stride, applied as a subsampling of its input) on that conv's own input.
 
 Adapters are initialised like convolutions (normal(0, sqrt(2 / n)), the model's
 ``init_weights``), not at zero, as in the official code. A unit *is* the shared 3x3 conv (a
@@ -71,9 +71,13 @@ class ParallelAdapterConv(nn.Conv2d, Routed):
     def __init__(self, in_channels: int, out_channels: int, stride: int, domains) -> None:
         super().__init__(in_channels, out_channels, 3, stride, 1, bias=False)
         declare_role(self, "conv")
-        self.adapter = PerDomain(
-            {d: adapter_conv(in_channels, out_channels, stride) for d in domains}
-        )
+        # the 1x1 conv's stride is applied by subsampling its input, which is the same
+        # computation: a strided 1x1 conv's backward on a channels_last input of a few channels
+        # crashes the process in torch 2.14 (segfault / heap corruption, e.g. 4 -> 8 channels
+        # at 32x32, stride 2), and slicing then a stride-1 conv avoids that code path
+        self.adapter = PerDomain({d: adapter_conv(in_channels, out_channels) for d in domains})
 
     def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
-        return super().forward(x) + self.adapter(x, route or current_route())
+        step = self.stride[0]
+        subsampled = x[:, :, ::step, ::step] if step > 1 else x  # (B, C_in, H_out, W_out)
+        return super().forward(x) + self.adapter(subsampled, route or current_route())
