@@ -14,6 +14,8 @@ from multidomain.metrics.params import count_parameters, format_report
 from multidomain.models import create_model, list_models
 from multidomain.models.methods import list_methods
 
+DECATHLON_SOURCE = "imagenet12"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -63,13 +65,21 @@ def model_and_method(model: str | None, method: str | None) -> tuple[str, str | 
     return row.source, row.method
 
 
+def source_first(domains: dict[str, int]) -> dict[str, int]:
+    """The Decathlon's source domain (imagenet12, where pretraining happens) first, as a model
+    adapted from it holds it; a soft-sharing model gives its first domain no gate."""
+    if DECATHLON_SOURCE not in domains:
+        return domains
+    return {DECATHLON_SOURCE: domains[DECATHLON_SOURCE], **domains}
+
+
 def run(args: argparse.Namespace) -> int:
     method_options = {"own_last_pointwise": False} if args.shared_last_pointwise else {}
     model_name, method = model_and_method(args.model, args.method)
     with torch.device("meta"):  # shapes only, nothing allocated
         model = create_model(
             model_name,
-            parse_domains(args.domains),
+            source_first(parse_domains(args.domains)),
             method,
             width=args.width,
             method_options=method_options,
