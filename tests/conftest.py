@@ -16,8 +16,11 @@ MODEL_POLICIES = [
     ("resnet26_dw", "depthwise"),
     ("resnet26_dw", "none"),
     ("resnet26_dw", "all"),
+    ("resnet26_dw", "soft"),
     ("resnet26_std", "all"),
     ("resnet26_std", "none"),
+    ("resnet26_std", "series"),
+    ("resnet26_std", "parallel"),
 ]
 
 

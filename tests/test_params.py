@@ -77,3 +77,36 @@ def test_params_cli_table_and_bad_domains(capsys):
     assert "imagenet12" in out and "0.98x" in out
     assert main(["params", "--domains", "svhn=10"]) == 2
     assert "expected NAME:CLASSES" in capsys.readouterr().err
+
+
+def _params_json(capsys, *args) -> dict:
+    assert main(["params", "--domains", "decathlon", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_params_counts_every_row_and_method_on_its_backbone(capsys):
+    from multidomain.engine.rows import get_row, list_rows
+    from multidomain.models.methods import list_methods
+
+    for name in list_rows() + list_methods():
+        data = _params_json(capsys, "--method", name)
+        assert {"total", "shared", "per_domain", "heads", "relative"} <= data.keys(), name
+        assert data["total"] == data["shared"] + sum(data["per_domain"].values())
+        if name in list_rows():
+            assert (data["model"], data["method"]) == (get_row(name).source, get_row(name).method)
+    assert _params_json(capsys, "--method", "finetune")["relative"] == pytest.approx(10.0)
+
+
+def test_soft_sharing_counts_its_gates_under_their_owner(capsys):
+    pointwise = _params_json(capsys, "--method", "pointwise")
+    soft = _params_json(capsys, "--method", "soft")
+    assert soft["shared"] == pointwise["shared"]
+    assert soft["per_domain"]["imagenet12"] == pointwise["per_domain"]["imagenet12"]  # no gate
+    inputs = [3, 64] + [128] * 8 + [256] * 8 + [512] * 7  # the 25 separable convs' inputs
+    gates = sum(c * (c // 4 + 1) + (c // 4 + 1) + (c // 4 + 1) * 10 + 10 for c in inputs)
+    assert soft["per_domain"]["svhn"] - pointwise["per_domain"]["svhn"] == gates
+
+
+def test_a_row_on_another_backbone_is_refused(capsys):
+    assert main(["params", "--model", "resnet26_dw", "--method", "feature"]) == 2
+    assert "row 'feature' is on resnet26_std" in capsys.readouterr().err

@@ -16,7 +16,11 @@ heads per domain):
   domain too unless its option ``own_last_pointwise`` is off (as the official code trains it);
 - ``depthwise``: depthwise shared, pointwise per domain (RQ2);
 - ``none``: every convolution per domain (independent networks, fine-tuning);
-- ``all``: every convolution shared (BN adaptation; with frozen BN, the feature extractor).
+- ``all``: every convolution shared (BN adaptation; with frozen BN, the feature extractor);
+- ``soft``: soft sharing of depthwise filters (PAPER.md section 3, ``layers.soft_sharing``):
+  every domain's depthwise bank, frozen, mixed per sample by the target's gate;
+- ``series``, ``parallel``: residual adapters of Rebuffi et al. on the standard ResNet-26
+  (PAPER.md section 7, ``layers.adapters``): shared 3x3 convs, per-domain 1x1 adapters.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from multidomain.errors import ConfigError
+from multidomain.layers.adapters import ADAPTER_ROLE, ParallelAdapterConv, SeriesAdapterConv
 from multidomain.layers.per_domain import (
     conv3x3,
     depthwise_conv,
@@ -35,6 +40,7 @@ from multidomain.layers.per_domain import (
     pointwise_conv,
 )
 from multidomain.layers.sepconv import SepConv
+from multidomain.layers.soft_sharing import GATE_ROLE, SoftGates, SoftSepConv
 
 
 @dataclass(frozen=True)
@@ -170,3 +176,45 @@ register_method(
 register_method(Method("depthwise", sharing(frozenset({"pointwise"})), kinds=("separable",)))
 register_method(Method("none", sharing(frozenset({"depthwise", "pointwise", "conv"}))))
 register_method(Method("all", sharing(frozenset())))
+
+
+def soft_conv(request: ConvRequest) -> nn.Module:
+    """Soft sharing (``layers.soft_sharing``): a bank per domain, a gate per target domain
+    (the model's first domain, the pretraining source, has none), the pointwise shared except
+    the last one when ``own_last_pointwise``."""
+    cin, cout = request.in_channels, request.out_channels
+    banks = per_domain_or_shared(
+        lambda: depthwise_conv(cin, request.stride), request.domains, shared=False
+    )
+    own_last = request.is_last and request.options["own_last_pointwise"]
+    conv_pw = per_domain_or_shared(lambda: pointwise_conv(cin, cout), request.domains, not own_last)
+    source = request.domains[0]
+    gates = SoftGates(cin, request.domains, source, request.options["own_bank_bias"])
+    return SoftSepConv(banks, conv_pw, gates)
+
+
+register_method(
+    Method(
+        "soft",
+        soft_conv,
+        kinds=("separable",),
+        # own_bank_bias: our addition (0 = the official init), added to the own bank's logit
+        options={"own_last_pointwise": True, "own_bank_bias": 0.0},
+        trains=(GATE_ROLE, "norm", "pointwise", "head"),  # the banks stay frozen (official)
+    )
+)
+
+
+def adapter_method(name: str, unit: type[nn.Module]) -> Method:
+    """Residual adapters (``layers.adapters``) on every 3x3 conv of a standard network; a
+    target trains its adapters, norms and head (the official code)."""
+
+    def make_conv(request: ConvRequest) -> nn.Module:
+        cin, cout = request.in_channels, request.out_channels
+        return unit(cin, cout, request.stride, request.domains)
+
+    return Method(name, make_conv, kinds=("standard",), trains=(ADAPTER_ROLE, "norm", "head"))
+
+
+register_method(adapter_method("series", SeriesAdapterConv))
+register_method(adapter_method("parallel", ParallelAdapterConv))

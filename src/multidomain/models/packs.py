@@ -55,6 +55,8 @@ def domain_state_dict(model: MultiDomainNet, domain: str, keep_vars: bool = Fals
     model._check_domain(domain)
     state = {}
     for path, container in model.per_domain_modules():
+        if domain not in container:  # a method may give some domains no module here (a gate)
+            continue
         for key, value in container[domain].state_dict(keep_vars=keep_vars).items():
             state[f"{path}.{key}"] = value
     return state

@@ -1,0 +1,141 @@
+"""Soft sharing (issue 10): the fast path (the gate mixed into the kernels, one convolution with
+groups = N x C) against the official loop over the banks, side by side in one run.
+
+The soft-sharing layer (gate, 10 banks, pointwise) at the four layer shapes of ``resnet26_dw``
+with a 64x64 input (64 channels at 64x64, 128 at 32x32, 256 at 16x16, 512 at 8x8), batch 64,
+channels_last, 2 threads; eval (no grad) and a training step (forward + backward, banks frozen
+as in the soft stage). Each figure is the median of interleaved rounds. ``--network`` adds the
+whole soft-sharing network (10 domains, one target domain per batch).
+
+    python benchmarks/bench_soft.py [--rounds 5] [--threads 2] [--network]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from multidomain import create_model
+from multidomain.layers import Route, routing
+from multidomain.layers.per_domain import PerDomain, depthwise_conv, pointwise_conv
+from multidomain.layers.soft_sharing import SoftGates, SoftSepConv
+
+BANKS = [f"domain{i}" for i in range(10)]
+SHAPES = [(64, 64), (128, 32), (256, 16), (512, 8)]  # (channels, spatial size) at a 64 px input
+
+
+def soft_layer(channels: int) -> SoftSepConv:
+    banks = PerDomain({d: depthwise_conv(channels, 1) for d in BANKS})
+    layer = SoftSepConv(
+        banks, pointwise_conv(channels, channels), SoftGates(channels, BANKS, BANKS[0])
+    )
+    for name, param in layer.named_parameters():
+        param.requires_grad_(".gate." in f".{name}" or "conv_pw" in name)  # banks frozen
+    return layer.to(memory_format=torch.channels_last)
+
+
+def layer_step(layer: SoftSepConv, x: torch.Tensor, train: bool) -> Callable[[], None]:
+    route = Route.for_domain(BANKS[1], x.shape[0])  # a gated target domain
+
+    with routing(route), torch.no_grad():
+        grad = torch.randn_like(layer(x))  # a fixed upstream gradient: the layer's cost alone
+
+    def step() -> None:
+        with routing(route), torch.set_grad_enabled(train):
+            out = layer(x.requires_grad_(train))
+            if train:
+                out.backward(grad)
+
+    return step
+
+
+def network_step(model, x, target, train: bool) -> Callable[[], None]:
+    model.train(train)
+
+    def step() -> None:
+        with torch.set_grad_enabled(train):
+            loss = F.cross_entropy(model(x, BANKS[1]), target)
+            if train:
+                loss.backward()
+
+    return step
+
+
+def median_times(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    for step in steps.values():
+        step()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):  # interleaved, so load changes hit every variant alike
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def compare(label: str, module, make_step, rounds: int) -> list[float]:
+    ratios = []
+    for train in (False, True):
+        steps = {}
+        for path in ("loop", "fast"):
+            steps[path] = _with_path(module, path, make_step(train))
+        t = median_times(steps, rounds)
+        ratio = t["loop"] / t["fast"]
+        ratios.append(ratio)
+        mode = "train" if train else "eval"
+        print(
+            f"{label:<22} {mode:<5} loop {t['loop'] * 1e3:8.1f} ms  fast {t['fast'] * 1e3:8.1f} ms"
+            f"  speed-up {ratio:5.2f}x",
+            flush=True,
+        )
+    return ratios
+
+
+def _with_path(module, path: str, step: Callable[[], None]) -> Callable[[], None]:
+    layers = [m for m in module.modules() if isinstance(m, SoftSepConv)]
+
+    def run() -> None:
+        for layer in layers:
+            layer.path = path
+        step()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--network", action="store_true", help="also the whole network")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, 10 banks")
+    ratios = []
+    for channels, size in SHAPES:
+        layer = soft_layer(channels)
+        x = torch.randn(args.batch, channels, size, size).contiguous(
+            memory_format=torch.channels_last
+        )
+        label = f"layer {channels}ch {size}x{size}"
+        ratios += compare(
+            label, layer, lambda train, soft=layer, x=x: layer_step(soft, x, train), args.rounds
+        )
+    print(f"layers: median speed-up {statistics.median(ratios):.2f}x, lowest {min(ratios):.2f}x")
+    if args.network:
+        model = create_model("resnet26_dw", dict.fromkeys(BANKS, 10), "soft")
+        for name, param in model.named_parameters():
+            param.requires_grad_(".conv_dw." not in name)
+        x = torch.randn(args.batch, 3, 64, 64)
+        target = torch.randint(0, 10, (args.batch,))
+        compare("network", model, lambda train: network_step(model, x, target, train), args.rounds)
+
+
+if __name__ == "__main__":
+    main()
