@@ -77,7 +77,9 @@ def test_mixed_batch_equals_each_sample_alone(model_policy):
         for i, name in enumerate(names):
             alone = model(x[i : i + 1], domain=name)[0]
             classes = DOMAINS[name]
-            torch.testing.assert_close(mixed[i, :classes], alone, rtol=1e-5, atol=1e-5)
+            # float32 rounding grows with the logits (series adapters at random init: hundreds)
+            scale = max(1.0, float(alone.abs().max()))
+            torch.testing.assert_close(mixed[i, :classes], alone, rtol=0, atol=1e-5 * scale)
             assert torch.isneginf(mixed[i, classes:]).all()
             assert mixed[i].argmax() < classes
 

@@ -69,10 +69,21 @@ class SoftGate(nn.Module):
         self.fc1 = declare_role(nn.Linear(channels, hidden), GATE_ROLE)
         self.fc2 = declare_role(GateLogits(hidden, num_banks, own, own_bias), GATE_ROLE)
         self.register_buffer("mixes", torch.ones(num_banks, dtype=torch.bool))
+        self._banks: tuple[tuple[int, int], list[int]] | None = None  # (buffer state, positions)
 
     def banks(self) -> list[int]:
-        """Positions of the banks this gate mixes (the model's domain order)."""
-        return self.mixes.nonzero().flatten().tolist()
+        """Positions of the banks this gate mixes (the model's domain order).
+
+        Read off ``mixes`` eagerly and kept until the buffer is replaced or written in place
+        (its version counter moves): a trace (``torch.export``, ``torch.compile``) cannot read
+        a buffer's values, so it uses the positions of the last eager call.
+        """
+        if torch.compiler.is_compiling() and self._banks is not None:
+            return self._banks[1]
+        state = (id(self.mixes), self.mixes._version)
+        if self._banks is None or self._banks[0] != state:
+            self._banks = (state, self.mixes.nonzero().flatten().tolist())
+        return self._banks[1]
 
     def forward(self, x: torch.Tensor, banks: Sequence[int]) -> torch.Tensor:
         """``(N, C, H, W)`` -> ``(N, len(banks))`` weights, summing to 1 per sample."""
@@ -195,7 +206,10 @@ class SoftSepConv(Routed):
         gate = self.gate[domain]
         positions = gate.banks()
         banks = list(self.conv_dw.values())
-        return MIXERS[self.path](x, gate(x, positions), [banks[i] for i in positions])
+        # an export with a dynamic batch cannot hold the fast path's groups = N x C (ONNX
+        # needs a static group count): exported programs run the loop, equal by linearity
+        path = "loop" if torch.compiler.is_exporting() else self.path
+        return MIXERS[path](x, gate(x, positions), [banks[i] for i in positions])
 
     def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
         route = route or current_route()

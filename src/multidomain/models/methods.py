@@ -76,6 +76,9 @@ class Method:
             model's config records them all, so a saved model rebuilds the same layers.
         trains: the roles a target domain trains by default when a recipe adapts per-domain
             parts (``optim.train`` unset); None: every role the domain owns.
+        mixes_domains: a domain's output reads other domains' weights (soft sharing's gates
+            mix every domain's bank), so one domain alone cannot be cut out of the model (an
+            export keeps every domain; the selection is folded away all the same).
     """
 
     name: str
@@ -83,6 +86,7 @@ class Method:
     kinds: tuple[str, ...] = ("separable", "standard")
     options: Mapping[str, Any] = field(default_factory=dict)
     trains: tuple[str, ...] | None = None
+    mixes_domains: bool = False
 
     def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every option of this method: ``given`` over the defaults.
@@ -201,6 +205,7 @@ register_method(
         # own_bank_bias: our addition (0 = the official init), added to the own bank's logit
         options={"own_last_pointwise": True, "own_bank_bias": 0.0},
         trains=(GATE_ROLE, "norm", "pointwise", "head"),  # the banks stay frozen (official)
+        mixes_domains=True,
     )
 )
 
