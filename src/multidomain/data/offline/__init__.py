@@ -105,7 +105,10 @@ DOMAIN_SPECS_V2: tuple[DomainSpec, ...] = (
     _counted("photos", photos.load, (100, 20, 125), "random_crop"),
     _counted("symbols", symbols.load, (8, 2, 7), "center_crop"),
     _counted(
-        "textures", _licensed(partial(textures.load, gimp=None), "CC0 (scikit-image)"), (300, 50, 350), "random_crop"
+        "textures",
+        _licensed(partial(textures.load, gimp=None), "CC0 (scikit-image)"),
+        (300, 50, 350),
+        "random_crop",
     ),
 )
 VERSIONS: dict[int, tuple[DomainSpec, ...]] = {1: DOMAIN_SPECS, 2: DOMAIN_SPECS_V2}
