@@ -62,7 +62,7 @@ JPEG_OPTIONS = {"quality": 95, "subsampling": 0}
 
 
 def _params(
-    version: int, image_size: int, seed: int, max_per_class: int | None, domains
+    image_size: int, seed: int, max_per_class: int | None, domains, version: int = DEFAULT_VERSION
 ) -> dict[str, Any]:
     return {
         "version": version,
@@ -240,7 +240,7 @@ def prepare_offline(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file, not a folder: give a new or empty folder")
-    params = _params(check_version(version), image_size, seed, max_per_class, domains)
+    params = _params(image_size, seed, max_per_class, domains, check_version(version))
     if not force and is_complete(out, params):
         logger.info("%s already holds a complete mini-decathlon: reusing it", out)
         _refresh_baselines(out, params)

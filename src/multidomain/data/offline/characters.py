@@ -82,8 +82,9 @@ def glyph_loader(fonts: tuple[tuple[str, str], ...], source: str, licence: str):
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Version 2: three non-Latin alphabets (Omniglot-like: many classes, few drawings each).
+ALPHABET_FONTS = tuple((name, LETTERS) for name in ("greek", "cyrillic", "japanese"))
 load_alphabets = glyph_loader(
-    tuple((name, LETTERS) for name in ("greek", "cyrillic", "japanese")),
+    ALPHABET_FONTS,
     "Hershey-Fonts 2.1 vector fonts greek,cyrillic,japanese, letter positions, jittered",
     "MIT (Hershey-Fonts)",
 )
