@@ -146,3 +146,21 @@ def test_a_root_of_another_version_is_refused(tmp_path):
     data.offline_version = 2
     with pytest.raises(ConfigError, match="holds mini-decathlon version 1"):
         resolve_root(data)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("name", ["pretrain", "adapt", "finetune"])
+def test_each_version_has_recipes_that_build_and_train_on_it(version, name, tmp_path):
+    from multidomain.engine.demo import recipe
+    from multidomain.engine.recipes import resolve_config_path
+
+    init = [] if name == "pretrain" else [f"model.init={tmp_path}"]
+    config = load_config(resolve_config_path(recipe(name, version)), init)
+    assert config.data.offline_version == version and config.data.prepare_offline
+    built = {spec.name for spec in VERSIONS[version]}
+    assert set(config.data.domains) <= built
+    if name == "pretrain":
+        assert config.data.domains == [SOURCE_DOMAINS[version]]
+    else:
+        assert SOURCE_DOMAINS[version] not in config.data.domains
+        assert len(config.data.domains) >= (7 if version == 2 else 6)
