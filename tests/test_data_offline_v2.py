@@ -104,6 +104,8 @@ def test_the_source_meets_the_design_criteria():
 
 
 def test_the_targets_meet_the_design_criteria():
+    names = [spec.name for spec in VERSIONS[2]]
+    assert names == sorted(set(names))
     targets = [spec for spec in VERSIONS[2] if spec.name != "emoji"]
     assert len(targets) >= 7
     classes = {

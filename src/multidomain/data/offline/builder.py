@@ -206,12 +206,12 @@ def _load_sources(specs, seed: int, size: int, max_per_class: int | None) -> dic
 def prepare_offline(
     out: str | Path,
     image_size: int = 72,
-    version: int = DEFAULT_VERSION,
     seed: int = 0,
     max_per_class: int | None = None,
     domains: list[str] | None = None,
     force: bool = False,
     workers: int = 2,
+    version: int = DEFAULT_VERSION,
 ) -> Path:
     """Build the mini-decathlon under ``out`` (or reuse a complete build); returns ``out``.
 
@@ -219,13 +219,13 @@ def prepare_offline(
         out: the root of the tree to write: a new or empty folder, or one of our builds
             (finished or not: only its own unchanged files are replaced).
         image_size: the side of the (square) images, the shorter side of the devkit's.
-        version: the mini-decathlon version (1: source animals; 2: source emoji, seven
-            targets built like the Decathlon's), recorded in ``benchmark.json``.
         seed: fixes every random choice: two builds with one seed are byte-identical.
         max_per_class: cap on images per class (small builds for tests); None: the defaults.
         domains: build only these domains (default: every installed source).
         force: rebuild even when a complete build with these parameters exists.
         workers: threads that encode the JPEG files.
+        version: the mini-decathlon version (1: source animals; 2: source emoji, seven
+            targets built like the Decathlon's), recorded in ``benchmark.json``.
 
     Raises:
         DataError: ``out`` is not empty and holds no build record of ours, or a file of the
