@@ -20,10 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/baseline"), help="run folder")
     parser.add_argument("--data", type=Path, help="mini-decathlon root (default: the recipes')")
     parser.add_argument("--pretrained", type=Path, help="reuse this pretraining run")
+    parser.add_argument(
+        "--version", type=int, default=1, help="mini-decathlon version (1 or 2; default 1)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    entry = measure_baselines(args.out, args.data, args.pretrained)
+    entry = measure_baselines(args.out, args.data, args.pretrained, args.version)
     print(json.dumps(entry, indent=2))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from multidomain.data.check import check_tree
+from multidomain.data.offline import DEFAULT_VERSION
 from multidomain.data.offline.builder import prepare_offline
 from multidomain.errors import ConfigError
 
@@ -20,6 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--out", required=True, help="root of the devkit tree to write")
     prepare.add_argument("--image-size", type=int, default=72, help="image side (default 72)")
     prepare.add_argument("--seed", type=int, default=0, help="fixes every random choice")
+    prepare.add_argument(
+        "--version",
+        type=int,
+        default=DEFAULT_VERSION,
+        help=f"mini-decathlon version (1: source animals; 2: source emoji, built like the "
+        f"Decathlon; default {DEFAULT_VERSION})",
+    )
     prepare.add_argument(
         "--max-per-class", type=int, default=None, help="cap images per class (small builds)"
     )
@@ -40,12 +48,14 @@ def _prepare(args: argparse.Namespace) -> int:
     out = prepare_offline(
         args.out,
         image_size=args.image_size,
+        version=args.version,
         seed=args.seed,
         max_per_class=args.max_per_class,
         domains=args.domains,
         force=args.force,
     )
-    print(f"mini-decathlon ready in {out} ({time.perf_counter() - start:.1f} s)")
+    seconds = time.perf_counter() - start
+    print(f"mini-decathlon ready in {out} (version {args.version}, {seconds:.1f} s)")
     return 0
 
 

@@ -21,9 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help="tiny network, one epoch per stage (CI smoke run)"
     )
     parser.add_argument("--data", type=Path, help="mini-decathlon root (default: the recipes')")
+    parser.add_argument(
+        "--version", type=int, default=1, help="mini-decathlon version (1 or 2; default 1)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    run_demo(args.out, quick=args.quick, data_root=args.data)
+    run_demo(args.out, quick=args.quick, data_root=args.data, version=args.version)
     return 0

@@ -4,7 +4,7 @@ The real Visual Decathlon needs no file: its facts are the constants of ``multid
 A tree built by ``multidomain data prepare-offline`` carries a ``benchmark.json`` at its root::
 
     {
-      "name": "mini-decathlon", "format_version": 2,
+      "name": "mini-decathlon", "version": 1 | 2, "format_version": 2,
       "image_size": 72, "crop_size": 64, "source_domain": "animals",
       "domains": {
         "<domain>": {
@@ -13,7 +13,8 @@ A tree built by ``multidomain data prepare-offline`` carries a ``benchmark.json`
           "crop": "random_crop" | "center_crop" | "none",
           "baseline_accuracy": null | float,          # top-1 % of the score's baseline
           "images": {"train": n, "val": n, "test": n},
-          "source": "where the images come from"
+          "source": "where the images come from",
+          "licence": "the images' licence"           # version 2 on (version 1: in source)
         }, ...
       }
     }

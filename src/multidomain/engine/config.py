@@ -46,6 +46,7 @@ class DataConfig:
     root: str = "mini-decathlon"  # a devkit tree; relative paths resolve against the cwd
     prepare_offline: bool = False  # build the mini-decathlon at ``root`` when it is missing
     offline_image_size: int = 72  # shorter side of the images of that build
+    offline_version: int = 1  # mini-decathlon version of that build (README, "Data")
     domains: list[str] = field(default_factory=list)
     protocol: str = "train"  # train (validate on val) | trainval (challenge protocol)
     batch_size: int = 64
@@ -201,12 +202,19 @@ def _milestones_ok(epochs: list[int]) -> bool:
     return all(e >= 1 for e in epochs) and sorted(epochs) == epochs
 
 
+def _offline_versions() -> tuple[int, ...]:
+    from multidomain.data.offline import VERSIONS  # its sources load only when asked
+
+    return tuple(VERSIONS)
+
+
 # key -> (check of a value of the right type, what is expected); None values of ``X | None``
 # fields skip the check (None is their documented default)
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "recipe": (lambda v: v in RECIPES, f"one of {RECIPES}"),
     "data.root": (lambda v: bool(v.strip()), "a non-empty path to a devkit tree"),
     "data.offline_image_size": (lambda v: v >= 8, "an integer >= 8"),
+    "data.offline_version": (lambda v: v in _offline_versions(), "1 or 2"),
     "data.domains": (
         lambda v: all(map(_is_name, v)) and len(set(v)) == len(v),
         "a list of distinct domain names (letters, digits, '_' and '-', starting with a "

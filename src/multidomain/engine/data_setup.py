@@ -13,6 +13,7 @@ from multidomain.data.dataset import DecathlonDataset
 from multidomain.data.loader import build_datasets, default_workers
 from multidomain.engine.batches import SeededSamples
 from multidomain.engine.config import DataConfig
+from multidomain.errors import ConfigError
 from multidomain.io import read_json
 from multidomain.models.cards import DomainCard, Preprocess
 
@@ -29,7 +30,7 @@ def resolve_root(data: DataConfig) -> Path:
     """
     root = Path(data.root).expanduser()
     if data.prepare_offline:
-        _prepare_offline_root(root, data.offline_image_size)
+        _prepare_offline_root(root, data.offline_image_size, data.offline_version)
     if not (root / "annotations").is_dir():
         raise FileNotFoundError(
             f"no devkit tree at {root} (no annotations/ folder): point data.root at the Visual "
@@ -42,21 +43,38 @@ def resolve_root(data: DataConfig) -> Path:
 _BUILD_OPTIONS = ("image_size", "seed", "max_per_class", "domains")
 
 
-def _prepare_offline_root(root: Path, image_size: int) -> None:
+def _build_options(params: dict) -> dict:
+    # a build made before versions existed is a version-1 build
+    return {"version": params.get("version", 1), **{key: params[key] for key in _BUILD_OPTIONS}}
+
+
+def _check_version(root: Path, options: dict, wanted: int) -> None:
+    if options["version"] != wanted:
+        raise ConfigError(
+            f"{root} holds mini-decathlon version {options['version']}, but "
+            f"data.offline_version={wanted}: point data.root at another folder (each version "
+            f"builds into its own), or set data.offline_version={options['version']}"
+        )
+
+
+def _prepare_offline_root(root: Path, image_size: int, version: int) -> None:
     from multidomain.data.offline.builder import COMPLETE_MARKER, is_complete, prepare_offline
     from multidomain.data.offline.record import building_params, has_record
 
     if is_complete(root):
         # reusing still fills in the shipped baselines
-        built = read_json(root / COMPLETE_MARKER, "build marker")["params"]
-        prepare_offline(root, **{key: built[key] for key in _BUILD_OPTIONS})
+        built = _build_options(read_json(root / COMPLETE_MARKER, "build marker")["params"])
+        _check_version(root, built, version)
+        prepare_offline(root, **built)
     elif has_record(root):
         started = building_params(root)
         logger.info("%s holds a mini-decathlon build that stopped half-way: finishing it", root)
         if started is None:  # a journal of an older version: the recipe's build
-            prepare_offline(root, image_size=image_size)
+            prepare_offline(root, image_size=image_size, version=version)
         else:
-            prepare_offline(root, **{key: started[key] for key in _BUILD_OPTIONS})
+            options = _build_options(started)
+            _check_version(root, options, version)
+            prepare_offline(root, **options)
     elif (root / "annotations").is_dir():
         logger.info(
             "%s is a devkit tree without a build record of ours: using it as it is "
@@ -64,7 +82,7 @@ def _prepare_offline_root(root: Path, image_size: int) -> None:
             root,
         )
     else:
-        prepare_offline(root, image_size=image_size)
+        prepare_offline(root, image_size=image_size, version=version)
 
 
 def check_domains(benchmark: Benchmark, domains: list[str]) -> None:

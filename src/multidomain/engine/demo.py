@@ -24,6 +24,15 @@ logger = logging.getLogger(__name__)
 
 # --quick: a tiny network and one epoch per stage, for tests and CI (well under 2 minutes).
 QUICK = ["model.width=0.125", "optim.epochs=1", "optim.lr_milestones=[]"]
+# The recipe folder of each mini-decathlon version (README, "Data").
+RECIPE_FOLDERS = {1: "mini", 2: "mini2"}
+
+
+def recipe(name: str, version: int) -> str:
+    """The shipped recipe ``name`` (pretrain, adapt, finetune) of mini-decathlon ``version``."""
+    from multidomain.data.offline import check_version
+
+    return f"{RECIPE_FOLDERS[check_version(version)]}/{name}"
 
 
 def stage_config(recipe: str, data_root: Path | None, extra: list[str]) -> TrainConfig:
@@ -43,21 +52,26 @@ def run_stage(config: TrainConfig, run_dir: Path) -> Path:
     return run_training(config, run_dir, resume=resume)
 
 
-def run_demo(out: Path, quick: bool = False, data_root: Path | None = None) -> dict[str, Any]:
-    """Run the whole pipeline into ``out``; returns the test evaluation (``eval.json``)."""
+def run_demo(
+    out: Path, quick: bool = False, data_root: Path | None = None, version: int = 1
+) -> dict[str, Any]:
+    """Run the whole pipeline into ``out`` on mini-decathlon ``version``; returns the test
+    evaluation (``eval.json``)."""
     start = time.perf_counter()
     extra = QUICK if quick else []
-    pretrain = stage_config("mini/pretrain", data_root, extra)
+    pretrain = stage_config(recipe("pretrain", version), data_root, extra)
     logger.info("stage 1/3: pretraining on %s", ", ".join(pretrain.data.domains))
     run_stage(pretrain, out / "pretrain")
-    adapt = stage_config("mini/adapt", data_root, [*extra, f"model.init={out / 'pretrain'}"])
+    init = f"model.init={out / 'pretrain'}"
+    adapt = stage_config(recipe("adapt", version), data_root, [*extra, init])
     logger.info("stage 2/3: adapting %s", ", ".join(adapt.data.domains))
     run_stage(adapt, out / "adapt")
     logger.info("stage 3/3: evaluating on the test split")
     report = evaluate_run(out / "adapt", "test")
     minutes = (time.perf_counter() - start) / 60
     note = (
-        f"Pipeline: `multidomain demo{' --quick' if quick else ''}` in {minutes:.1f} min "
+        f"Pipeline: `multidomain demo --version {version}{' --quick' if quick else ''}` in "
+        f"{minutes:.1f} min "
         f"(pretrain: {out / 'pretrain'}, adapt: {out / 'adapt'}). The challenge submission "
         f"file is {out / 'adapt' / 'results.json'}."
     )

@@ -5,9 +5,10 @@ pretrained network with every parameter fine-tuned on that domain alone. They we
 with ``multidomain baseline`` (the file records the command, recipe and date) and are written
 into every matching build's ``benchmark.json``, so that every score is on the same scale.
 
-A build matches by image size and seed, not by build format: a format change that moves no
-image and no label (format 2 only added the devkit's 200,000 to the image ids) leaves the
-measured accuracies valid, so they keep applying to the rebuilt tree.
+A build matches by mini-decathlon version, image size and seed, not by build format: another
+version has other images (no build gets another version's baselines), while a format change
+that moves no image and no label (format 2 only added the devkit's 200,000 to the image ids)
+leaves the measured accuracies valid, so they keep applying to the rebuilt tree.
 """
 
 from __future__ import annotations
@@ -23,21 +24,26 @@ logger = logging.getLogger(__name__)
 SHIPPED = Path(__file__).with_name("baselines.json")
 
 
-def shipped_baselines(image_size: int, seed: int, max_per_class: int | None) -> dict[str, float]:
-    """Measured baseline top-1 (%) per domain for a build with these parameters ({} if none)."""
+def shipped_baselines(
+    version: int, image_size: int, seed: int, max_per_class: int | None
+) -> dict[str, float]:
+    """Measured baseline top-1 (%) per domain for a build with these parameters ({} if none).
+
+    An entry without a ``data_version`` matches no build."""
     if max_per_class is not None or not SHIPPED.is_file():
         return {}
     for build in read_json(SHIPPED)["builds"]:
-        if build["image_size"] == image_size and build["seed"] == seed:
+        key = (build.get("data_version"), build["image_size"], build["seed"])
+        if key == (version, image_size, seed):
             return {d: float(a) for d, a in build["baseline_accuracy"].items()}
     return {}
 
 
 def fill_shipped_baselines(
-    content: dict, image_size: int, seed: int, max_per_class: int | None
+    content: dict, version: int, image_size: int, seed: int, max_per_class: int | None
 ) -> bool:
     """Fill the missing baselines of a ``benchmark.json`` content; returns whether any was."""
-    values = shipped_baselines(image_size, seed, max_per_class)
+    values = shipped_baselines(version, image_size, seed, max_per_class)
     changed = False
     for name, entry in content["domains"].items():
         if entry.get("baseline_accuracy") is None and name in values:
@@ -47,13 +53,13 @@ def fill_shipped_baselines(
 
 
 def apply_shipped_baselines(
-    root: Path, image_size: int, seed: int, max_per_class: int | None
+    root: Path, version: int, image_size: int, seed: int, max_per_class: int | None
 ) -> bool:
     """Fill the missing baselines of ``root/benchmark.json`` from the shipped constants;
     returns whether the file changed."""
     path = Path(root) / BENCHMARK_FILE
     content = read_json(path)
-    changed = fill_shipped_baselines(content, image_size, seed, max_per_class)
+    changed = fill_shipped_baselines(content, version, image_size, seed, max_per_class)
     if changed:
         write_json_atomic(path, content, indent=2)
         logger.info("filled the shipped baselines into %s", path)

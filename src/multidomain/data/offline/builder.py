@@ -33,7 +33,14 @@ from multidomain.data.devkit import (
     split_document,
     write_json_atomic,
 )
-from multidomain.data.offline import DOMAIN_SPECS, SOURCE_DOMAIN, DomainSpec, spec_by_name
+from multidomain.data.offline import (
+    DEFAULT_VERSION,
+    SOURCE_DOMAINS,
+    DomainSpec,
+    check_version,
+    spec_by_name,
+    version_specs,
+)
 from multidomain.data.offline.baselines import apply_shipped_baselines, fill_shipped_baselines
 from multidomain.data.offline.common import SourceImages
 from multidomain.data.offline.record import (
@@ -54,8 +61,11 @@ SPLIT_FRACTIONS = {"val": 0.2, "test": 0.2}  # the rest is train
 JPEG_OPTIONS = {"quality": 95, "subsampling": 0}
 
 
-def _params(image_size: int, seed: int, max_per_class: int | None, domains) -> dict[str, Any]:
+def _params(
+    image_size: int, seed: int, max_per_class: int | None, domains, version: int = DEFAULT_VERSION
+) -> dict[str, Any]:
     return {
+        "version": version,
         "format_version": FORMAT_VERSION,
         "image_size": image_size,
         "seed": seed,
@@ -72,14 +82,32 @@ def is_complete(out: str | Path, params: dict[str, Any] | None = None) -> bool:
     return params is None or read_json(marker).get("params") == params
 
 
-def split_indices(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Class-balanced disjoint train/val/test indices, each split shuffled."""
+def split_sizes(n: int, counts: tuple[int, int, int] | None) -> tuple[int, int]:
+    """(val, test) images of a class of ``n``: ``counts`` = (train, val, test) per class
+    (scaled down, at least one each, when the class has fewer), or version 1's fractions."""
+    if n < 3:
+        return 0, 0
+    if counts is None:
+        fractions = SPLIT_FRACTIONS["val"], SPLIT_FRACTIONS["test"]
+    else:
+        fractions = counts[1] / sum(counts), counts[2] / sum(counts)
+        if n >= sum(counts):
+            return counts[1], counts[2]
+    n_val = max(1, round(n * fractions[0]))
+    return n_val, min(max(1, round(n * fractions[1])), n - 1 - n_val)  # train keeps one
+
+
+def split_indices(
+    labels: np.ndarray, rng: np.random.Generator, counts: tuple[int, int, int] | None = None
+) -> dict[str, np.ndarray]:
+    """Class-balanced disjoint train/val/test indices, each split shuffled.
+
+    ``counts``: (train, val, test) images per class; None: 60/20/20% (version 1).
+    """
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
-        n = len(members)
-        n_val = max(1, round(n * SPLIT_FRACTIONS["val"])) if n >= 3 else 0
-        n_test = max(1, round(n * SPLIT_FRACTIONS["test"])) if n >= 3 else 0
+        n_val, n_test = split_sizes(len(members), counts)
         parts["val"].append(members[:n_val])
         parts["test"].append(members[n_val : n_val + n_test])
         parts["train"].append(members[n_val + n_test :])
@@ -115,7 +143,7 @@ def _write_domain(
     journal: BuildJournal, spec: DomainSpec, index: int, src: SourceImages, rng, submit
 ) -> dict[str, Any]:
     """Write one domain's images and annotation files; return its benchmark.json entry."""
-    splits = split_indices(src.labels, rng)
+    splits = split_indices(src.labels, rng, spec.split)
     categories = [
         {"id": category_id(index, c), "name": name} for c, name in enumerate(src.class_names)
     ]
@@ -144,7 +172,9 @@ def _write_domain(
             name = annotation_path("", spec.name, split, stripped=True).as_posix()
             journal.write_json(name, stripped)
     mean, std = channel_stats(src.images[splits["train"]])
+    licence = {} if src.licence is None else {"licence": src.licence}
     return {
+        **licence,
         "num_classes": len(src.class_names),
         "mean": mean,
         "std": std,
@@ -181,6 +211,7 @@ def prepare_offline(
     domains: list[str] | None = None,
     force: bool = False,
     workers: int = 2,
+    version: int = DEFAULT_VERSION,
 ) -> Path:
     """Build the mini-decathlon under ``out`` (or reuse a complete build); returns ``out``.
 
@@ -193,6 +224,8 @@ def prepare_offline(
         domains: build only these domains (default: every installed source).
         force: rebuild even when a complete build with these parameters exists.
         workers: threads that encode the JPEG files.
+        version: the mini-decathlon version (1: source animals; 2: source emoji, seven
+            targets built like the Decathlon's), recorded in ``benchmark.json``.
 
     Raises:
         DataError: ``out`` is not empty and holds no build record of ours, or a file of the
@@ -207,12 +240,12 @@ def prepare_offline(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file, not a folder: give a new or empty folder")
-    params = _params(image_size, seed, max_per_class, domains)
+    params = _params(image_size, seed, max_per_class, domains, check_version(version))
     if not force and is_complete(out, params):
         logger.info("%s already holds a complete mini-decathlon: reusing it", out)
         _refresh_baselines(out, params)
         return out
-    specs = [spec_by_name(name) for name in domains] if domains else list(DOMAIN_SPECS)
+    specs = [spec_by_name(n, version) for n in domains] if domains else version_specs(version)
     start = time.perf_counter()
     refuse_foreign_folder(out)  # before the lock file is made in a folder that is not ours
     with folder_lock(out, "data build"), start_build(out, params) as journal:
@@ -225,6 +258,7 @@ def prepare_offline(
 def _build(journal: BuildJournal, specs, params: dict[str, Any], workers: int) -> None:
     """Write every domain's images and annotations, then ``benchmark.json``."""
     size, seed, max_per_class = params["image_size"], params["seed"], params["max_per_class"]
+    version = params["version"]
     sources = _load_sources(specs, seed, size, max_per_class)
     entries, futures = {}, []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -241,14 +275,15 @@ def _build(journal: BuildJournal, specs, params: dict[str, Any], workers: int) -
     largest = max(entries, key=lambda name: sum(entries[name]["images"].values()))
     benchmark = {
         "name": "mini-decathlon",
+        "version": version,
         "format_version": FORMAT_VERSION,
         "image_size": size,
         "crop_size": round(size * 64 / 72),
         "seed": seed,
-        "source_domain": SOURCE_DOMAIN if SOURCE_DOMAIN in entries else largest,
+        "source_domain": source if (source := SOURCE_DOMAINS[version]) in entries else largest,
         "domains": entries,
     }
-    fill_shipped_baselines(benchmark, size, seed, max_per_class)
+    fill_shipped_baselines(benchmark, version, size, seed, max_per_class)
     journal.write_json(BENCHMARK_FILE, benchmark, indent=2)
 
 
@@ -256,7 +291,7 @@ def _refresh_baselines(out: Path, params: dict[str, Any]) -> None:
     """Fill newly shipped baselines into a finished build, keeping its record true."""
     path = out / BENCHMARK_FILE
     before = file_sha256(path)
-    options = (params["image_size"], params["seed"], params["max_per_class"])
+    options = (params["version"], params["image_size"], params["seed"], params["max_per_class"])
     if not apply_shipped_baselines(out, *options):
         return
     marker = read_json(out / COMPLETE_MARKER)

@@ -47,3 +47,44 @@ def load(rng: np.random.Generator, per_class: int, size: int) -> SourceImages:
                 labels.append(len(names))
             names.append(f"{alphabet}/{glyph}")
     return SourceImages(np.stack(images), np.array(labels, dtype=np.int64), names, SOURCE)
+
+
+def distinct_glyphs(fonts: tuple[tuple[str, str], ...]) -> list[tuple[str, list]]:
+    """``(font/char, segments)`` of every glyph of each ``(font, chars)`` pair, keeping the
+    first of glyphs drawn alike (a font may draw two characters, or two fonts one, the same)."""
+    from HersheyFonts import HersheyFonts
+
+    font = HersheyFonts()
+    seen, glyphs = set(), []
+    for name, chars in fonts:
+        font.load_default_font(name)
+        for char in chars:
+            segments = list(font.lines_for_text(char))
+            key = tuple(segments)
+            if segments and key not in seen:
+                seen.add(key)
+                glyphs.append((f"{name}/{char}", segments))
+    return glyphs
+
+
+def glyph_loader(fonts: tuple[tuple[str, str], ...], source: str, licence: str):
+    """A domain loader: one class per distinct glyph, ``per_class`` jittered drawings each."""
+
+    def load_glyphs(rng: np.random.Generator, per_class: int, size: int) -> SourceImages:
+        glyphs = distinct_glyphs(fonts)
+        images = [_draw(segs, size, rng) for _, segs in glyphs for _ in range(per_class)]
+        labels = np.repeat(np.arange(len(glyphs), dtype=np.int64), per_class)
+        names = [name for name, _ in glyphs]
+        return SourceImages(np.stack(images), labels, names, source, licence)
+
+    return load_glyphs
+
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Version 2: three non-Latin alphabets (Omniglot-like: many classes, few drawings each).
+ALPHABET_FONTS = tuple((name, LETTERS) for name in ("greek", "cyrillic", "japanese"))
+load_alphabets = glyph_loader(
+    ALPHABET_FONTS,
+    "Hershey-Fonts 2.1 vector fonts greek,cyrillic,japanese, letter positions, jittered",
+    "MIT (Hershey-Fonts)",
+)

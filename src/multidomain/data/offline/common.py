@@ -19,12 +19,15 @@ class SourceImages:
         labels: (N,) class indices in ``0..len(class_names)-1``.
         class_names: one name per class.
         source: where the pixels come from (package, file, licence), for benchmark.json.
+        licence: the licence of the pixels, recorded apart in benchmark.json (version 2 on;
+            None: version 1's record, where ``source`` names it).
     """
 
     images: np.ndarray
     labels: np.ndarray
     class_names: list[str]
     source: str
+    licence: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.labels):

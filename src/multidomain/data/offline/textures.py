@@ -59,12 +59,14 @@ def cut_patch(tile: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
     return resize_square(np.ascontiguousarray(patch), size)
 
 
-def load(rng: np.random.Generator, per_class: int, size: int) -> SourceImages:
-    """``per_class`` patches of every texture tile."""
+def load(
+    rng: np.random.Generator, per_class: int, size: int, gimp: Path | None = GIMP_PATTERNS
+) -> SourceImages:
+    """``per_class`` patches of every texture tile (GIMP's from ``gimp`` when given)."""
     from skimage import data
 
     tiles = {"brick": data.brick(), "grass": data.grass(), "gravel": data.gravel()}
-    tiles.update(gimp_tiles())
+    tiles.update(gimp_tiles(gimp) if gimp is not None else {})
     patches, labels = [], []
     for label, tile in enumerate(tiles.values()):
         for _ in range(per_class):
