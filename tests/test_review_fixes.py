@@ -119,7 +119,7 @@ def _old_image_id(domain_index: int, running_index: int) -> int:
 def shipped(tmp_path, monkeypatch):
     """Shipped baselines for :data:`BUILD` (the real file has them for 36 px builds only)."""
     path = tmp_path / "baselines.json"
-    entry = {"image_size": 20, "seed": 0, "baseline_accuracy": {"faces": 77.0}}
+    entry = {"data_version": 1, "image_size": 20, "seed": 0, "baseline_accuracy": {"faces": 77.0}}
     path.write_text(json.dumps({"builds": [entry]}))
     monkeypatch.setattr(baselines, "SHIPPED", path)
 
