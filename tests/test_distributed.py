@@ -74,9 +74,13 @@ def train_command(run_dir: Path, settings: list[str], resume: bool = False) -> l
 
 
 def torchrun(
-    spec: dict, folder: Path, timeout: float = 120
+    spec: dict, folder: Path, timeout: float = 120, monitor_interval: float | None = None
 ) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``ddp_job.py`` on 2 CPU processes; returns the finished process and its duration."""
+    """Run ``ddp_job.py`` on 2 CPU processes; returns the finished process and its duration.
+
+    ``monitor_interval``: how often torchrun's agent looks at its workers (its default, 0.1 s,
+    lets it terminate the surviving rank before that rank reaches its next collective).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"out": str(folder), **spec}
     (folder / "spec.json").write_text(json.dumps(spec))
@@ -89,6 +93,8 @@ def torchrun(
         "PYTHONPATH": os.pathsep.join(p for p in paths if p),
     }
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    if monitor_interval is not None:
+        command += ["--monitor-interval", str(monitor_interval)]
     command += ["--nproc_per_node", "2", str(JOB), str(folder / "spec.json")]
     start = time.monotonic()
     done = subprocess.run(
@@ -238,7 +244,9 @@ def test_a_job_killed_mid_run_resumes_to_the_uninterrupted_weights(
     run_dir = tmp_path / "run"
     command = train_command(run_dir, job["settings"]["full"])
     fault = {"die_at": KILL_AT} if killed == "rank" else {"kill_at": KILL_AT}
-    done, seconds = torchrun({"commands": [command], **fault}, tmp_path / "killed")
+    # the agent looks every 3 s: the surviving rank meets the dead one at its next all-reduce
+    # first (within a step), so the message tested is ours, not the agent's SIGTERM
+    done, seconds = torchrun({"commands": [command], **fault}, tmp_path / "killed", 120, 3.0)
     if killed == "rank":
         assert done.returncode != 0 and seconds < 60
         assert "error: rank 0 of 2 lost the other ranks" in done.stderr, done.stderr[-3000:]
