@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from multidomain.cli._arguments import add_overrides
 from multidomain.engine.add_domain import add_domain_config
 from multidomain.engine.train import run_training
 
@@ -27,14 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--config", help="adapt recipe (YAML or shipped name; default: mini/ or decathlon/adapt)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value, e.g. --set optim.epochs=3 (repeatable)",
-    )
+    add_overrides(parser, "optim.epochs=3")
     parser.add_argument("--out", required=True, type=Path, help="new run folder")
     parser.set_defaults(func=run)
 

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from multidomain.cli._arguments import add_overrides
 from multidomain.engine.config import load_config
 from multidomain.engine.recipes import resolve_config_path
 from multidomain.engine.run_dir import CONFIG_FILE, load_run_config
@@ -23,14 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config",
         help="YAML file, or a shipped recipe name such as mini/pretrain (see configs/)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=0.01 (repeatable)",
-    )
+    add_overrides(parser, "optim.lr=0.01")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(

@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import nn, optim
 
 from multidomain.data.benchmark import Benchmark
-from multidomain.engine.config import ModelSection, TrainConfig
+from multidomain.engine.config import ModelSection, TrainConfig, checked_method_options
 from multidomain.errors import ConfigError
 from multidomain.models import ModelConfig, MultiDomainNet
 from multidomain.models import build_model as build_registered
@@ -63,10 +63,7 @@ def _apply_method(model: MultiDomainNet, section: ModelSection, source: str) -> 
     """The pretrained ``model`` under ``model.method`` (default: its own) and
     ``model.method_options`` (default: the method's), re-shared when either differs."""
     method = section.method or model.config.method
-    try:
-        wanted = dataclasses.replace(section, method=method).resolved_method_options()
-    except ConfigError as err:
-        raise ConfigError(f"model.method_options: {err}") from None
+    wanted = checked_method_options(dataclasses.replace(section, method=method))
     if (method, wanted) == (model.config.method, model.config.method_options):
         return model
     logger.info("re-sharing the pretrained model: %s -> %s", model.config.method, method)

@@ -76,10 +76,15 @@ class ModelSection(ModelSpec):
     def __post_init__(self) -> None:
         validate_section(self, "model")
         if self.method is not None:
-            try:
-                self.resolved_method_options()
-            except ConfigError as err:
-                raise ConfigError(f"model.method_options: {err}") from None
+            checked_method_options(self)
+
+
+def checked_method_options(spec: ModelSpec) -> dict[str, Any]:
+    """``spec``'s resolved method options; a refusal names the setting ``model.method_options``."""
+    try:
+        return spec.resolved_method_options()
+    except ConfigError as err:
+        raise ConfigError(f"model.method_options: {err}") from None
 
 
 @dataclass

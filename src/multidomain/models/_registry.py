@@ -16,6 +16,7 @@ from torch import nn
 
 from multidomain.errors import ConfigError
 from multidomain.models.config import ModelConfig
+from multidomain.models.methods import resolve_options
 
 Builder = Callable[[ModelConfig], nn.Module]
 
@@ -109,18 +110,7 @@ def resolve_source_options(source: str, given: Mapping[str, Any]) -> dict[str, A
         ConfigError: an option the source does not take, or a value of another type than its
             default's.
     """
-    defaults = _source(source).options
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        takes = f"it takes {sorted(defaults)}" if defaults else "it takes none"
-        raise ConfigError(f"model source {source!r} has no option {unknown}: {takes}")
-    for key, value in given.items():
-        if type(value) is not type(defaults[key]):
-            raise ConfigError(
-                f"model source {source!r}: option {key} must be a "
-                f"{type(defaults[key]).__name__} like its default {defaults[key]!r}, got {value!r}"
-            )
-    return {**defaults, **given}
+    return resolve_options(f"model source {source!r}", _source(source).options, given)
 
 
 def _source(source: str) -> Source:

@@ -95,18 +95,7 @@ class Method:
             ConfigError: an option this method does not take, or a value of another type than
                 its default's.
         """
-        unknown = sorted(set(given) - set(self.options))
-        if unknown:
-            takes = f"it takes {sorted(self.options)}" if self.options else "it takes none"
-            raise ConfigError(f"method {self.name!r} has no option {unknown}: {takes}")
-        for key, value in given.items():
-            default = self.options[key]
-            if type(value) is not type(default) and not _is_number_for(default, value):
-                raise ConfigError(
-                    f"method {self.name!r}: option {key} must be a {type(default).__name__} "
-                    f"like its default {default!r}, got {value!r}"
-                )
-        return {**self.options, **given}
+        return resolve_options(f"method {self.name!r}", self.options, given)
 
     def conv(self, request: ConvRequest) -> nn.Module:
         if request.kind not in self.kinds:
@@ -137,6 +126,29 @@ def get_method(name: str) -> Method:
 
 def list_methods() -> list[str]:
     return list(_METHODS)
+
+
+def resolve_options(
+    owner: str, defaults: Mapping[str, Any], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``given`` over ``defaults``: the options of ``owner`` (a method, a model source).
+
+    Raises:
+        ConfigError: an option ``owner`` does not take, or a value of another type than its
+            default's (an int passes where the default is a float).
+    """
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        takes = f"it takes {sorted(defaults)}" if defaults else "it takes none"
+        raise ConfigError(f"{owner} has no option {unknown}: {takes}")
+    for key, value in given.items():
+        default = defaults[key]
+        if type(value) is not type(default) and not _is_number_for(default, value):
+            raise ConfigError(
+                f"{owner}: option {key} must be a {type(default).__name__} "
+                f"like its default {default!r}, got {value!r}"
+            )
+    return {**defaults, **given}
 
 
 def _is_number_for(default: Any, value: Any) -> bool:
