@@ -13,8 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="offline end-to-end demo: prepare data, pretrain, adapt, evaluate, report",
         description="Build the mini-decathlon if missing, pretrain resnet26_dw on its source "
-        "domain, adapt every other domain (shared pointwise frozen), evaluate on test and "
-        "write report.md with plots. Re-running resumes or reuses finished stages.",
+        "domain (version 2: start from the shipped pretrained weights instead), adapt every "
+        "other domain (shared pointwise frozen), evaluate on test and write report.md with "
+        "plots. Re-running resumes or reuses finished stages.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
     parser.add_argument(
@@ -24,9 +25,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--version", type=int, default=1, help="mini-decathlon version (1 or 2; default 1)"
     )
+    parser.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="pretrain the source domain here instead of starting from the package's shipped "
+        "pretrained weights (version 2; `multidomain pretrained list`)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    run_demo(args.out, quick=args.quick, data_root=args.data, version=args.version)
+    run_demo(
+        args.out,
+        quick=args.quick,
+        data_root=args.data,
+        version=args.version,
+        pretrain=args.pretrain,
+    )
     return 0

@@ -13,6 +13,7 @@ from torch import nn, optim
 
 from multidomain.data.benchmark import Benchmark
 from multidomain.engine.config import ModelSection, TrainConfig, checked_method_options
+from multidomain.engine.pretrained import is_shipped, shipped_model_dir
 from multidomain.errors import ConfigError
 from multidomain.models import ModelConfig, MultiDomainNet
 from multidomain.models import build_model as build_registered
@@ -25,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """Accept a model folder (``config.json`` inside) or a run folder (its ``model/``)."""
+    """Accept a model folder (``config.json`` inside), a run folder (its ``model/``) or
+    ``shipped:NAME``, pretrained weights shipped with the package (``engine.pretrained``)."""
+    if is_shipped(path):
+        return shipped_model_dir(str(path))
     path = Path(path)
     for candidate in (path, path / "model"):
         if (candidate / "config.json").is_file():

@@ -241,7 +241,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: v in list_methods(),
         f"a registered method ({', '.join(list_methods())}) or null (the model's default)",
     ),
-    "model.init": (lambda v: bool(v.strip()), "a run folder or model folder, or null"),
+    "model.init": (
+        lambda v: bool(v.strip()),
+        "a run folder, a model folder, shipped:NAME (multidomain pretrained list) or null",
+    ),
     "model.init_domain": (_is_name, "a domain name of model.init, or null (its first)"),
     "optim.epochs": (lambda v: v >= 1, "an integer >= 1"),
     "optim.lr": (lambda v: _finite(v) and v > 0, "a number > 0"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from multidomain.engine.config import TrainConfig, load_config
 from multidomain.engine.eval_run import evaluate_run
+from multidomain.engine.pretrained import SHIPPED_PREFIX, has_shipped, is_shipped, shipped_name
 from multidomain.engine.recipes import resolve_config_path
 from multidomain.engine.report import format_eval_table, write_report
 from multidomain.engine.run_dir import CONFIG_FILE, resolve_run_config
@@ -53,29 +54,50 @@ def run_stage(config: TrainConfig, run_dir: Path) -> Path:
 
 
 def run_demo(
-    out: Path, quick: bool = False, data_root: Path | None = None, version: int = 1
+    out: Path,
+    quick: bool = False,
+    data_root: Path | None = None,
+    version: int = 1,
+    pretrain: bool = False,
 ) -> dict[str, Any]:
     """Run the whole pipeline into ``out`` on mini-decathlon ``version``; returns the test
-    evaluation (``eval.json``)."""
+    evaluation (``eval.json``).
+
+    Where the package ships the source's pretrained weights (version 2), the adaptation starts
+    from them unless ``pretrain`` (or ``quick``, whose tiny network has no shipped weights)."""
     start = time.perf_counter()
     extra = QUICK if quick else []
-    pretrain = stage_config(recipe("pretrain", version), data_root, extra)
-    logger.info("stage 1/3: pretraining on %s", ", ".join(pretrain.data.domains))
-    run_stage(pretrain, out / "pretrain")
-    init = f"model.init={out / 'pretrain'}"
-    adapt = stage_config(recipe("adapt", version), data_root, [*extra, init])
+    source_init = _source_init(out, data_root, version, extra, pretrain or quick)
+    adapt = stage_config(recipe("adapt", version), data_root, [*extra, f"model.init={source_init}"])
     logger.info("stage 2/3: adapting %s", ", ".join(adapt.data.domains))
     run_stage(adapt, out / "adapt")
     logger.info("stage 3/3: evaluating on the test split")
     report = evaluate_run(out / "adapt", "test")
     minutes = (time.perf_counter() - start) / 60
+    flags = f"{' --quick' if quick else ''}{' --pretrain' if pretrain else ''}"
     note = (
-        f"Pipeline: `multidomain demo --version {version}{' --quick' if quick else ''}` in "
-        f"{minutes:.1f} min "
-        f"(pretrain: {out / 'pretrain'}, adapt: {out / 'adapt'}). The challenge submission "
+        f"Pipeline: `multidomain demo --version {version}{flags}` in {minutes:.1f} min "
+        f"(pretrained: {source_init}, adapt: {out / 'adapt'}). The challenge submission "
         f"file is {out / 'adapt' / 'results.json'}."
     )
-    write_report(out, report, {"pretrain": out / "pretrain", "adapt": out / "adapt"}, note)
+    stages = {"adapt": out / "adapt"}
+    if not is_shipped(source_init):
+        stages = {"pretrain": out / "pretrain", **stages}
+    write_report(out, report, stages, note)
     print(format_eval_table(report))
     print(f"\nreport: {out / 'report.md'} ({minutes:.1f} min)")
     return report
+
+
+def _source_init(
+    out: Path, data_root: Path | None, version: int, extra: list[str], pretrain: bool
+) -> str:
+    """``model.init`` of the adaptation: the shipped source weights, or a pretraining here."""
+    source = stage_config(recipe("pretrain", version), data_root, extra)
+    if not pretrain and has_shipped(version, source.model.source):
+        name = SHIPPED_PREFIX + shipped_name(version, source.model.source)
+        logger.info("stage 1/3: starting from the shipped pretrained weights %s", name)
+        return name
+    logger.info("stage 1/3: pretraining on %s", ", ".join(source.data.domains))
+    run_stage(source, out / "pretrain")
+    return str(out / "pretrain")

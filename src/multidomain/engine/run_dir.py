@@ -24,6 +24,7 @@ from multidomain.data.benchmark import BENCHMARK_FILE
 from multidomain.data.devkit import SPLITS, annotation_path
 from multidomain.engine.checkpoint import checkpoint_root, remove_crash_leftovers
 from multidomain.engine.config import TrainConfig, check_model_init, dump_config, load_config
+from multidomain.engine.pretrained import is_shipped
 from multidomain.errors import ConfigError, StorageError
 from multidomain.io import (
     atomic_path,
@@ -71,7 +72,9 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
     """``config`` with ``data.root`` and ``model.init`` made absolute (against the current
     directory), so a later command from another directory reads the same files."""
     data = dataclasses.replace(config.data, root=_absolute(config.data.root))
-    init = config.model.init and _absolute(config.model.init)
+    init = config.model.init
+    if init and not is_shipped(init):  # shipped:NAME is a name, not a path
+        init = _absolute(init)
     model = dataclasses.replace(config.model, init=init)
     return dataclasses.replace(config, data=data, model=model)
 
