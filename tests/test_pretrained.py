@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import yaml
 
 from engine_helpers import (
     TINY,
@@ -21,9 +22,11 @@ from multidomain.cli import main
 from multidomain.engine import baseline, demo, pretrained
 from multidomain.engine.builders import resolve_model_dir
 from multidomain.engine.config import load_config
+from multidomain.engine.recipes import resolve_config_path
 from multidomain.engine.train import run_training
 from multidomain.errors import ConfigError
 from multidomain.io import checksum_problems, read_json
+from multidomain.models.packs import load_model
 
 # A tiny pretraining (the recipe's backbone, width 1/8, one epoch on the tiny tree's animals).
 TINY_BUILD = [*TINY, "optim.epochs=1", "run.bn_guard=false"]
@@ -40,14 +43,16 @@ def shipped(tmp_path, monkeypatch, tmp_path_factory):
 
 def test_the_package_ships_both_backbones_for_version_2_with_their_provenance():
     assert pretrained.list_shipped() == ["mini2-resnet26_dw", "mini2-resnet26_std"]
+    adapt = yaml.safe_load(resolve_config_path("mini2/adapt").read_text())["model"]
     for name in pretrained.list_shipped():
-        folder = pretrained.shipped_model_dir(pretrained.SHIPPED_PREFIX + name)
-        assert checksum_problems(folder) == []
+        folder = resolve_model_dir(pretrained.SHIPPED_PREFIX + name)
         provenance = read_json(folder / pretrained.PROVENANCE_FILE)
-        assert provenance["threads"] == 1 and provenance["torch"]
-        model_files = {k: v for k, v in read_json(folder / "checksums.json")["files"].items()}
-        assert {k: model_files[k] for k in provenance["sha256"]} == provenance["sha256"]
-        assert load_config(None, provenance["overrides"][:2]).model.source in name
+        assert provenance["threads"] == 1 and provenance["torch"] and provenance["cpu"]
+        listed = read_json(folder / "checksums.json")["files"]
+        assert {k: listed[k] for k in provenance["sha256"]} == provenance["sha256"]
+        model = load_model(folder)  # verifies every file against checksums.json
+        assert name == f"mini2-{model.config.source}" and model.domains == {"emoji": 1406}
+        assert model.config.width == adapt["width"]
 
 
 def test_an_unknown_shipped_name_is_a_config_error_listing_the_shipped(shipped):
