@@ -123,7 +123,8 @@ def test_a_foreign_folder_is_never_overwritten(tmp_path):
 
 
 def test_cli_prepare_offline(tmp_path, monkeypatch, capsys):
-    argv = ["data", "prepare-offline", "--out", str(tmp_path / "m"), "--max-per-class", "3"]
+    argv = ["data", "prepare-offline", "--version", "1", "--out", str(tmp_path / "m")]
+    argv += ["--max-per-class", "3"]
     assert run_cli([*argv, "--domains", "letters"], monkeypatch) == 0
     assert "mini-decathlon ready" in capsys.readouterr().out
     assert run_cli([*argv, "--domains", "nope"], monkeypatch) == 2

@@ -166,3 +166,22 @@ def test_each_version_has_recipes_that_build_and_train_on_it(version, name, tmp_
     else:
         assert SOURCE_DOMAINS[version] not in config.data.domains
         assert len(config.data.domains) >= (7 if version == 2 else 6)
+
+
+def test_the_default_demo_is_version_2_and_runs_end_to_end(
+    few_emoji, tmp_path, monkeypatch, capsys
+):
+    from multidomain.cli import main
+    from multidomain.engine import demo
+
+    monkeypatch.setattr(demo, "QUICK", [*demo.QUICK, "data.batch_size=4", "run.threads=1"])
+    targets = ["characters", "digits", "faces", "letters", "photos", "symbols", "textures"]
+    build = {**SMALL_V2, "max_per_class": 12}
+    data = prepare_offline(tmp_path / "data", domains=["emoji", *targets], **build)
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--data", str(data)]) == 0
+    report = read_json(out / "adapt" / "eval.json")
+    assert sorted(report["domains"]) == sorted(["emoji", *targets])
+    assert load_config(out / "adapt" / "config.yaml").data.offline_version == 2
+    assert (out / "pretrain" / "model" / "config.json").is_file()  # --quick pretrains its own
+    assert "report.md" in capsys.readouterr().out

@@ -210,7 +210,8 @@ def test_demo_quick_runs_the_pipeline_end_to_end(tmp_path, capsys):
     built = read_json(data / COMPLETE_MARKER)
     out = tmp_path / "demo"
 
-    assert main(["demo", "--quick", "--out", str(out), "--data", str(data)]) == 0
+    argv = ["demo", "--quick", "--version", "1", "--out", str(out), "--data", str(data)]
+    assert main(argv) == 0
 
     for name in ("report.md", "accuracy.png", "parameters.png", "curves.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name

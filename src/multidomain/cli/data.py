@@ -6,7 +6,7 @@ import argparse
 import time
 
 from multidomain.data.check import check_tree
-from multidomain.data.offline import DEFAULT_VERSION
+from multidomain.data.offline import CLI_VERSION
 from multidomain.data.offline.builder import prepare_offline
 from multidomain.errors import ConfigError
 
@@ -24,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument(
         "--version",
         type=int,
-        default=DEFAULT_VERSION,
+        default=CLI_VERSION,
         help=f"mini-decathlon version (1: source animals; 2: source emoji, built like the "
-        f"Decathlon; default {DEFAULT_VERSION})",
+        f"Decathlon; default {CLI_VERSION})",
     )
     prepare.add_argument(
         "--max-per-class", type=int, default=None, help="cap images per class (small builds)"

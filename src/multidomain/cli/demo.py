@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from multidomain.data.offline import CLI_VERSION
 from multidomain.engine.demo import run_demo
 
 
@@ -23,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", type=Path, help="mini-decathlon root (default: the recipes')")
     parser.add_argument(
-        "--version", type=int, default=1, help="mini-decathlon version (1 or 2; default 1)"
+        "--version",
+        type=int,
+        default=CLI_VERSION,
+        help=f"mini-decathlon version (1 or 2; default {CLI_VERSION})",
     )
     parser.add_argument(
         "--pretrain",
