@@ -37,7 +37,11 @@ def test_an_old_model_folder_loads_and_gives_the_same_outputs(name, share, expec
     assert model.config.dropout == {"beta": 0.5}
     with torch.no_grad():
         for domain in ("alpha", "beta"):
-            assert torch.equal(model(expected["input"], domain), expected[f"{name}/{domain}"])
+            # the weights load exactly; the outputs agree to float rounding (the fixture was
+            # computed at 2 threads, and another thread count sums in another order)
+            torch.testing.assert_close(
+                model(expected["input"], domain), expected[f"{name}/{domain}"], rtol=0, atol=1e-6
+            )
 
 
 @pytest.mark.parametrize(("name", "share"), BACKBONES)
@@ -47,7 +51,9 @@ def test_an_old_domain_pack_loads_under_another_name(name, share, expected):
     fresh.load_state_dict(model.state_dict(), strict=False)  # alpha and the shared weights
     assert load_domain(fresh, FIXTURES / f"{name}-beta.safetensors", name="gamma") == "gamma"
     with torch.no_grad():
-        assert torch.equal(fresh(expected["input"], "gamma"), expected[f"{name}/beta"])
+        torch.testing.assert_close(
+            fresh(expected["input"], "gamma"), expected[f"{name}/beta"], rtol=0, atol=1e-6
+        )
 
 
 def test_a_head_added_to_a_model_in_eval_mode_is_in_eval_mode():
