@@ -39,6 +39,7 @@ from multidomain.models._registry import build_model
 from multidomain.models.base import MultiDomainNet
 from multidomain.models.cards import DomainCard, shared_fingerprint
 from multidomain.models.config import ModelConfig, normalized_architecture
+from multidomain.models.soft_banks import BANKS_FIELD, align_gates, bank_record, check_banks
 
 DOMAIN_FORMAT = "multidomain.domain-pack/1"
 SHARED_FORMAT = "multidomain.shared/1"
@@ -92,6 +93,9 @@ def save_domain(
         "shared_fingerprint": fingerprint or model_fingerprint(model),
         **model.card(domain).to_fields(),
     }
+    banks = bank_record(model, domain)
+    if banks is not None:  # a soft domain: the other domains' banks its gates mix
+        fields[BANKS_FIELD] = banks
     _save(domain_state_dict(model, domain), path, fields)
 
 
@@ -125,6 +129,15 @@ def load_domain(
         DataError: a file that is not a domain pack, or whose tensors do not fit the model
             (names, shapes, dtypes) or are not finite.
     """
+    return _load_domain(model, path, name, replace, fingerprint)[0]
+
+
+def _load_domain(
+    model: MultiDomainNet, path, name, replace, fingerprint, check_soft_banks: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """:func:`load_domain`, returning the pack's fields too; ``check_soft_banks`` False
+    leaves the check of the banks a soft pack mixes to the caller (:func:`load_model`,
+    whose other domains' banks are not loaded yet)."""
     tensors, fields = _load(path, DOMAIN_FORMAT)
     _check_architecture(model, fields, path)
     card = _card(fields, path)
@@ -134,16 +147,21 @@ def load_domain(
     if not added:
         _check_replaceable(model, name, num_classes, replace, path)
     _check_fingerprint(fields, fingerprint or model_fingerprint(model), path)
+    banks = fields.get(BANKS_FIELD)  # packs of other methods, and earlier ones, have none
+    if banks is not None and check_soft_banks:
+        check_banks(model, banks, name, path)
     if added:
         model.add_domain(name, num_classes, dropout=float(fields.get("dropout", 0.0)))
     try:
+        if banks is not None:
+            tensors = align_gates(model, tensors, banks, name, path)
         _copy_strict(domain_state_dict(model, name, keep_vars=True), tensors, path)
     except ValueError:
         if added:
             model.remove_domain(name)
         raise
     model.cards[name] = card
-    return name
+    return name, fields
 
 
 def _check_replaceable(
@@ -194,10 +212,16 @@ def load_model(directory: str | os.PathLike) -> MultiDomainNet:
     model = build_model(config)
     load_shared(model, directory / "shared.safetensors")
     fingerprint = model_fingerprint(model)
+    soft_banks = {}
     for domain in config.domains:
         path = directory / "domains" / f"{domain}.safetensors"
-        # replace: the model was just built for them
-        load_domain(model, path, domain, replace=True, fingerprint=fingerprint)
+        # replace: the model was just built for them; the banks a soft domain mixes are
+        # checked once every domain's bank is loaded
+        fields = _load_domain(model, path, domain, True, fingerprint, check_soft_banks=False)[1]
+        if BANKS_FIELD in fields:
+            soft_banks[domain] = (fields[BANKS_FIELD], path)
+    for domain, (banks, path) in soft_banks.items():
+        check_banks(model, banks, domain, path)
     return model
 
 
