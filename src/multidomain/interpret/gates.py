@@ -78,12 +78,15 @@ def plot_gate_map(domain: str, entry: dict[str, Any], path: Path) -> None:
 
     weights = entry["mean_weight"]
     layers, banks = entry["layers"], entry["banks"]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(banks), 1.5 + 0.28 * len(layers)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.8 + 0.6 * len(banks)), 1.5 + 0.28 * len(layers)))
     image = ax.imshow(weights, aspect="auto", cmap="viridis", vmin=0.0)
+    for row, values in enumerate(weights):  # the numbers too: colours alone are hard to read
+        for column, value in enumerate(values):
+            ax.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=6, color="w")
     ax.set_xticks(range(len(banks)), banks, rotation=45, ha="right")
     ax.set_yticks(range(len(layers)), layers, fontsize="small")
-    ax.set_xlabel("bank (the domain whose depthwise filters it holds)")
-    ax.set_title(f"{domain}: mean gate weight over {entry['images']} images")
+    ax.set_xlabel("bank (whose depthwise filters)")
+    ax.set_title(f"{domain}: mean gate weight\n({entry['images']} images)", fontsize="medium")
     fig.colorbar(image, ax=ax, label="mean gate weight")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
