@@ -8,7 +8,7 @@ as in the soft stage). Each figure is the median of interleaved rounds. ``--netw
 whole soft-sharing network (``resnet26_dw`` width 1, 10 domains, batch 64 of one target domain at
 64x64; train = forward + backward of the soft stage's trainable parameters).
 
-    python benchmarks/bench_soft.py [--rounds 5] [--threads 2] [--network]
+    python benchmarks/bench_soft.py [--rounds 5] [--threads 2] [--network] [--no-layers]
 """
 
 from __future__ import annotations
@@ -123,10 +123,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--network", action="store_true", help="also the whole network")
+    parser.add_argument("--no-layers", action="store_true", help="skip the single layers")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, 10 banks")
+    if not args.no_layers:
+        compare_layers(args)
+    if args.network:
+        compare_network(args)
+
+
+def compare_layers(args: argparse.Namespace) -> None:
     ratios = []
     for channels, size in SHAPES:
         layer = soft_layer(channels)
@@ -138,12 +146,14 @@ def main() -> None:
             label, layer, lambda train, soft=layer, x=x: layer_step(soft, x, train), args.rounds
         )
     print(f"layers: median speed-up {statistics.median(ratios):.2f}x, lowest {min(ratios):.2f}x")
-    if args.network:
-        model = create_model("resnet26_dw", dict.fromkeys(BANKS, 10), "soft")
-        freeze_as_the_soft_stage(model)
-        x = torch.randn(args.batch, 3, 64, 64)
-        target = torch.randint(0, 10, (args.batch,))
-        compare("network", model, lambda train: network_step(model, x, target, train), args.rounds)
+
+
+def compare_network(args: argparse.Namespace) -> None:
+    model = create_model("resnet26_dw", dict.fromkeys(BANKS, 10), "soft")
+    freeze_as_the_soft_stage(model)
+    x = torch.randn(args.batch, 3, 64, 64)
+    target = torch.randint(0, 10, (args.batch,))
+    compare("network", model, lambda train: network_step(model, x, target, train), args.rounds)
 
 
 if __name__ == "__main__":

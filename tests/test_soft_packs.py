@@ -10,7 +10,13 @@ import torch
 
 from conftest import images
 from multidomain.errors import ConfigError
-from multidomain.models.packs import domain_state_dict, load_domain, read_pack_fields, save_domain
+from multidomain.models.packs import (
+    domain_state_dict,
+    load_domain,
+    load_domains,
+    read_pack_fields,
+    save_domain,
+)
 from test_soft_sharing import soft_from_pointwise
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,3 +103,25 @@ def test_loading_a_soft_pack_whose_bank_is_missing_is_refused(soft_pack):
     with pytest.raises(ConfigError, match="'gamma'"):
         load_domain(other, path)  # as a new domain too
     assert list(other.domains) == ["alpha"]  # refused before the domain was added
+
+
+def test_packs_loaded_together_are_checked_against_each_others_banks(soft_pack, tmp_path):
+    model, beta = soft_pack
+    gamma = tmp_path / "gamma.safetensors"
+    save_domain(model, "gamma", gamma)
+    other = perturbed_gates(perturbed_gates(model, "beta"), "gamma")
+    with torch.no_grad():
+        for name in ("beta", "gamma"):  # both banks foreign: one pack alone is refused
+            other.get_submodule(LAYER).conv_dw[name].weight.mul_(1.01)
+        other.get_submodule(LAYER).conv_dw["alpha"].weight.mul_(1.01)
+    with pytest.raises(ConfigError, match=rf"domain 'alpha' at layer {LAYER}"):
+        load_domains(other, [beta, gamma], replace=True)  # alpha's bank is not in either
+    with torch.no_grad():
+        other.get_submodule(LAYER).conv_dw["alpha"].weight.copy_(
+            model.get_submodule(LAYER).conv_dw["alpha"].weight
+        )
+    assert load_domains(other, [beta, gamma], replace=True) == ["beta", "gamma"]
+    x = images(size=32)
+    with torch.no_grad():
+        for domain in ("beta", "gamma"):
+            assert torch.equal(other(x, domain), model(x, domain))

@@ -51,10 +51,30 @@ def bank_record(model: torch.nn.Module, domain: str) -> dict[str, Any] | None:
     return {"own": domain, "layers": layers} if layers else None
 
 
-def check_banks(model: torch.nn.Module, record: dict[str, Any], name: str, path) -> None:
+def incoming_banks(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The fingerprint of each bank a pack's tensors hold (its own), by layer path: what the
+    model's bank will be once the pack is loaded."""
+    result = {}
+    for layer_path in soft_layers(model):
+        prefix = f"{layer_path}.conv_dw."
+        bank = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if bank:
+            result[layer_path] = shared_fingerprint(bank)
+    return result
+
+
+def check_banks(
+    model: torch.nn.Module,
+    record: dict[str, Any],
+    name: str,
+    path,
+    incoming: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Refuse a pack whose gates mix a bank that ``model`` lacks or holds other weights in;
-    ``name``: the domain the pack is loaded as."""
+    ``name``: the domain the pack is loaded as; ``incoming``: the banks of packs loaded
+    together with it (domain -> :func:`incoming_banks`), which count instead of the model's."""
     layers = soft_layers(model)
+    incoming = incoming or {}
     for layer_path, banks in _layers_of(record, path).items():
         if layer_path not in layers:
             raise DataError(
@@ -63,28 +83,35 @@ def check_banks(model: torch.nn.Module, record: dict[str, Any], name: str, path)
             )
         layer = layers[layer_path]
         for bank, fingerprint in banks:
-            if fingerprint is not None:
-                _check_bank(layer, layer_path, bank, fingerprint, name, path)
+            if fingerprint is None:
+                continue
+            if bank in incoming and bank != name:
+                ours = incoming[bank].get(layer_path)
+            else:
+                ours = bank_fingerprint(layer, bank) if bank in layer.conv_dw else None
+            _check_bank(ours, layer_path, bank, fingerprint, name, path)
 
 
-def _check_bank(layer: SoftSepConv, layer_path: str, bank: str, fingerprint: str, name, path):
+def _check_bank(ours: str | None, layer_path: str, bank: str, fingerprint: str, name, path):
+    """``ours``: the fingerprint the model's bank will have (None: the model lacks it)."""
     where = f"the depthwise bank of domain {bank!r} at layer {layer_path}"
     if bank == name:
         raise ConfigError(
             f"{path} cannot be loaded as {name!r}: its gates mix {where}, which the pack would "
             "overwrite with its own; load it under another name"
         )
-    if bank not in layer.conv_dw:
+    if ours is None:
         raise ConfigError(
             f"{path} needs {where}, which this model lacks: add domain {bank!r} (its pack) to "
-            "the model first, or load the pack into the model it was exported from"
+            "the model first or load the packs together (models.packs.load_domains), or load "
+            "the pack into the model it was exported from"
         )
-    if bank_fingerprint(layer, bank) != fingerprint:
+    if ours != fingerprint:
         raise ConfigError(
             f"{path} was trained on other weights of {where} (fingerprint {fingerprint[:12]}, "
-            f"the model's {bank_fingerprint(layer, bank)[:12]}): {bank!r} was retrained or "
-            "replaced since; load the pack into the model it was exported from, or retrain "
-            "this domain's gates (the soft stage)"
+            f"the model's {ours[:12]}): {bank!r} was retrained or replaced since; load the "
+            "pack into the model it was exported from (several packs: together, with "
+            "models.packs.load_domains), or retrain this domain's gates (the soft stage)"
         )
 
 
