@@ -125,3 +125,21 @@ def test_packs_loaded_together_are_checked_against_each_others_banks(soft_pack, 
     with torch.no_grad():
         for domain in ("beta", "gamma"):
             assert torch.equal(other(x, domain), model(x, domain))
+
+
+def test_replacing_a_bank_that_other_gates_mix_is_refused(soft_pack, tmp_path):
+    model, beta = soft_pack
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        retrained.get_submodule(LAYER).conv_dw["gamma"].weight.mul_(1.01)
+    gamma = tmp_path / "gamma.safetensors"
+    save_domain(retrained, "gamma", gamma)
+    x = images(size=32)
+    with torch.no_grad():
+        before = model(x, "beta")
+    with pytest.raises(ConfigError, match=rf"bank of domain 'gamma' at layer {LAYER}.*of beta"):
+        load_domain(model, gamma, replace=True)  # beta's gates mix gamma's bank
+    with torch.no_grad():
+        assert torch.equal(model(x, "beta"), before)
+    with pytest.raises(ConfigError, match="'gamma'"):
+        load_domains(model, [beta, gamma], replace=True)  # beta's pack was made on the old one

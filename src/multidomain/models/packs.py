@@ -43,6 +43,7 @@ from multidomain.models.soft_banks import (
     BANKS_FIELD,
     align_gates,
     bank_record,
+    check_bank_users,
     check_banks,
     incoming_banks,
 )
@@ -138,6 +139,7 @@ def load_domain(
     name, tensors, fields, card = _read_checked(model, path, name, replace, fingerprint)
     if BANKS_FIELD in fields:  # packs of other methods, and earlier ones, have none
         check_banks(model, fields[BANKS_FIELD], name, path)
+    check_bank_users(model, name, incoming_banks(model, tensors), {name}, path)
     _apply(model, name, tensors, fields, card, path)
     return name
 
@@ -168,6 +170,7 @@ def load_domains(
     for (name, _, fields, _), path in zip(packs, paths, strict=True):
         if BANKS_FIELD in fields:
             check_banks(model, fields[BANKS_FIELD], name, path, incoming)
+        check_bank_users(model, name, incoming[name], set(loaded), path)
     undo = _Undo(model)
     try:
         for pack, path in zip(packs, paths, strict=True):

@@ -115,6 +115,30 @@ def _check_bank(ours: str | None, layer_path: str, bank: str, fingerprint: str, 
         )
 
 
+def check_bank_users(
+    model: torch.nn.Module, name: str, incoming: dict[str, str], loading: set[str], path
+) -> None:
+    """Refuse to replace ``name``'s banks by other weights (``incoming``: the pack's, by layer)
+    while the gates of a domain not in ``loading`` mix them: its outputs would change."""
+    for layer_path, layer in soft_layers(model).items():
+        new = incoming.get(layer_path)
+        if name not in layer.conv_dw or new is None or bank_fingerprint(layer, name) == new:
+            continue
+        position = layer.gate.bank_names.index(name)
+        users = [
+            domain
+            for domain, gate in layer.gate.items()
+            if domain not in loading and bool(gate.mixes[position])
+        ]
+        if users:
+            raise ConfigError(
+                f"loading {path} as {name!r} would replace the depthwise bank of domain "
+                f"{name!r} at layer {layer_path}, which the gates of {', '.join(users)} mix: "
+                "their outputs would change; load their packs together with it "
+                "(models.packs.load_domains), or remove those domains first"
+            )
+
+
 def align_gates(model, tensors: dict, record: dict[str, Any], name: str, path) -> dict:
     """``tensors`` with each gate's per-bank entries re-ordered into the model's bank order
     (the pack's own bank becomes ``name``); a model bank unknown to the pack gets a zero row,
