@@ -16,6 +16,10 @@ shared weights, naming the difference, and checks names, shapes, dtypes and valu
 strictly, before changing anything. Packs written before fingerprints and cards existed load
 unchecked on those two points.
 
+A soft-sharing domain's pack also records the other domains' banks its gates mix, with a
+fingerprint of each (``models.soft_banks``); :func:`load_domains` loads packs that mix each
+other's banks together.
+
 Files are byte-reproducible: equal weights give equal files. The metadata is one safetensors key,
 ``multidomain``, holding sorted JSON (safetensors writes several keys in a random order); files
 written before, with one key per field, still load.
