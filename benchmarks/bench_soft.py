@@ -5,9 +5,10 @@ The soft-sharing layer (gate, 10 banks, pointwise) at the four layer shapes of `
 with a 64x64 input (64 channels at 64x64, 128 at 32x32, 256 at 16x16, 512 at 8x8), batch 64,
 channels_last, 2 threads; eval (no grad) and a training step (forward + backward, banks frozen
 as in the soft stage). Each figure is the median of interleaved rounds. ``--network`` adds the
-whole soft-sharing network (10 domains, one target domain per batch).
+whole soft-sharing network (``resnet26_dw`` width 1, 10 domains, batch 64 of one target domain at
+64x64; train = forward + backward of the soft stage's trainable parameters).
 
-    python benchmarks/bench_soft.py [--rounds 5] [--threads 2] [--network]
+    python benchmarks/bench_soft.py [--rounds 5] [--threads 2] [--network] [--no-layers]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from multidomain import create_model
 from multidomain.layers import Route, routing
 from multidomain.layers.per_domain import PerDomain, depthwise_conv, pointwise_conv
 from multidomain.layers.soft_sharing import SoftGates, SoftSepConv
+from multidomain.models.roles import named_parameter_info
 
 BANKS = [f"domain{i}" for i in range(10)]
 SHAPES = [(64, 64), (128, 32), (256, 16), (512, 8)]  # (channels, spatial size) at a 64 px input
@@ -64,6 +66,14 @@ def network_step(model, x, target, train: bool) -> Callable[[], None]:
                 loss.backward()
 
     return step
+
+
+def freeze_as_the_soft_stage(model) -> None:
+    """Train what the soft stage trains (PAPER.md section 3): gates, norms, the domains' own
+    last pointwise and heads; every bank and every shared pointwise frozen."""
+    for _, param, info in named_parameter_info(model):
+        owned_pointwise = info.role == "pointwise" and info.domain is not None
+        param.requires_grad_(info.role in ("gate", "norm", "head") or owned_pointwise)
 
 
 def median_times(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
@@ -113,10 +123,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--network", action="store_true", help="also the whole network")
+    parser.add_argument("--no-layers", action="store_true", help="skip the single layers")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, 10 banks")
+    if not args.no_layers:
+        compare_layers(args)
+    if args.network:
+        compare_network(args)
+
+
+def compare_layers(args: argparse.Namespace) -> None:
     ratios = []
     for channels, size in SHAPES:
         layer = soft_layer(channels)
@@ -128,13 +146,14 @@ def main() -> None:
             label, layer, lambda train, soft=layer, x=x: layer_step(soft, x, train), args.rounds
         )
     print(f"layers: median speed-up {statistics.median(ratios):.2f}x, lowest {min(ratios):.2f}x")
-    if args.network:
-        model = create_model("resnet26_dw", dict.fromkeys(BANKS, 10), "soft")
-        for name, param in model.named_parameters():
-            param.requires_grad_(".conv_dw." not in name)
-        x = torch.randn(args.batch, 3, 64, 64)
-        target = torch.randint(0, 10, (args.batch,))
-        compare("network", model, lambda train: network_step(model, x, target, train), args.rounds)
+
+
+def compare_network(args: argparse.Namespace) -> None:
+    model = create_model("resnet26_dw", dict.fromkeys(BANKS, 10), "soft")
+    freeze_as_the_soft_stage(model)
+    x = torch.randn(args.batch, 3, 64, 64)
+    target = torch.randint(0, 10, (args.batch,))
+    compare("network", model, lambda train: network_step(model, x, target, train), args.rounds)
 
 
 if __name__ == "__main__":

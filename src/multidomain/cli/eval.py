@@ -43,4 +43,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_eval_table(report))
     print(f"\nwritten: {out / 'eval.json'}", end="")
     print(f", {out / 'results.json'}" if args.split == "test" else "")
+    for name in report.get("gate_maps", {}).values():
+        print(f"gate heat map: {out / name}")
     return 0

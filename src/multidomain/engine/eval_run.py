@@ -20,6 +20,7 @@ from multidomain.engine.distributed import DistInfo, resolve_device
 from multidomain.engine.evaluate import DomainResult, evaluate
 from multidomain.engine.run_dir import CONFIG_FILE
 from multidomain.errors import StorageError
+from multidomain.interpret.gates import GateRecorder, write_gate_maps
 from multidomain.io import write_json
 from multidomain.locks import folder_lock
 from multidomain.metrics.decathlon_score import domain_points
@@ -120,8 +121,12 @@ def _evaluate(run_dir, split, data_root, domains, bn_reestimate, workers, out) -
     batches = DomainBatches(samples, workers, device.type == "cuda")
     if bn_reestimate:
         _reestimate(model, root, domains, benchmark, device, workers)
-    results = evaluate(model, batches, eval_plan(samples, 128), device)
+    with GateRecorder(model) as gates:  # soft sharing: what the gates weigh, on these images
+        results = evaluate(model, batches, eval_plan(samples, 128), device)
     report = build_report(model, benchmark, results, split, root)
+    if gates.means():
+        report["gates"] = gates.means()
+        report["gate_maps"] = write_gate_maps(report["gates"], out)
     write_json(out / "eval.json", report)
     if split == "test":
         entries = []

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from multidomain.engine.logs import read_metrics
+from multidomain.interpret.gates import write_gate_maps
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -68,6 +69,7 @@ def write_report(out: Path, report: dict[str, Any], runs: dict[str, Path], extra
         "parameters.png": plot_parameters(report, out / "parameters.png"),
         "curves.png": plot_curves(runs, out / "curves.png"),
     }
+    gate_maps = write_gate_maps(report.get("gates", {}), out)  # soft sharing only
     header = ("domain", "top-1 %", "baseline %", "own params", "points")
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(row) + " |" for row in eval_rows(report)]
@@ -84,10 +86,24 @@ def write_report(out: Path, report: dict[str, Any], runs: dict[str, Path], extra
         "",
         *(f"![{name}]({name})" for name, made in plots.items() if made),
         "",
+        *_gate_section(gate_maps, report["split"]),
     ]
     path = out / "report.md"
     path.write_text("\n".join(text))
     return path
+
+
+def _gate_section(gate_maps: dict[str, str], split: str) -> list[str]:
+    if not gate_maps:
+        return []
+    lines = [
+        "## Soft-sharing gates",
+        "",
+        f"Mean gate weight per layer (rows) and bank (columns) of each target domain, over its "
+        f"{split} images; each row sums to 1.",
+        "",
+    ]
+    return lines + [f"![gates of {d}]({name})" for d, name in gate_maps.items()] + [""]
 
 
 def _pyplot():

@@ -16,6 +16,10 @@ shared weights, naming the difference, and checks names, shapes, dtypes and valu
 strictly, before changing anything. Packs written before fingerprints and cards existed load
 unchecked on those two points.
 
+A soft-sharing domain's pack also records the other domains' banks its gates mix, with a
+fingerprint of each (``models.soft_banks``); :func:`load_domains` loads packs that mix each
+other's banks together.
+
 Files are byte-reproducible: equal weights give equal files. The metadata is one safetensors key,
 ``multidomain``, holding sorted JSON (safetensors writes several keys in a random order); files
 written before, with one key per field, still load.
@@ -39,6 +43,14 @@ from multidomain.models._registry import build_model
 from multidomain.models.base import MultiDomainNet
 from multidomain.models.cards import DomainCard, shared_fingerprint
 from multidomain.models.config import ModelConfig, normalized_architecture
+from multidomain.models.soft_banks import (
+    BANKS_FIELD,
+    align_gates,
+    bank_record,
+    check_bank_users,
+    check_banks,
+    incoming_banks,
+)
 
 DOMAIN_FORMAT = "multidomain.domain-pack/1"
 SHARED_FORMAT = "multidomain.shared/1"
@@ -92,6 +104,9 @@ def save_domain(
         "shared_fingerprint": fingerprint or model_fingerprint(model),
         **model.card(domain).to_fields(),
     }
+    banks = bank_record(model, domain)
+    if banks is not None:  # a soft domain: the other domains' banks its gates mix
+        fields[BANKS_FIELD] = banks
     _save(domain_state_dict(model, domain), path, fields)
 
 
@@ -125,25 +140,106 @@ def load_domain(
         DataError: a file that is not a domain pack, or whose tensors do not fit the model
             (names, shapes, dtypes) or are not finite.
     """
+    name, tensors, fields, card = _read_checked(model, path, name, replace, fingerprint)
+    if BANKS_FIELD in fields:  # packs of other methods, and earlier ones, have none
+        check_banks(model, fields[BANKS_FIELD], name, path)
+    check_bank_users(model, name, incoming_banks(model, tensors), {name}, path)
+    _apply(model, name, tensors, fields, card, path)
+    return name
+
+
+def load_domains(
+    model: MultiDomainNet,
+    paths: list[str | os.PathLike],
+    names: list[str | None] | None = None,
+    replace: bool = False,
+    fingerprint: str | None = None,
+) -> list[str]:
+    """Load several domain packs at once, as :func:`load_domain` does each.
+
+    Needed for soft-sharing packs whose gates mix each other's banks (a cycle that no order
+    of single loads satisfies): each pack's banks are checked against the banks the model
+    will hold once all are loaded. Everything is checked before anything changes; a pack
+    whose tensors do not fit undoes the loads before it.
+    """
+    fingerprint = fingerprint or model_fingerprint(model)
+    names = list(names) if names is not None else [None] * len(paths)
+    packs = [
+        _read_checked(model, p, n, replace, fingerprint) for p, n in zip(paths, names, strict=True)
+    ]
+    loaded = [pack[0] for pack in packs]
+    if len(set(loaded)) != len(loaded):
+        raise ConfigError(f"two packs would load as the same domain: {loaded}; give other names")
+    incoming = {name: incoming_banks(model, tensors) for name, tensors, _, _ in packs}
+    for (name, _, fields, _), path in zip(packs, paths, strict=True):
+        if BANKS_FIELD in fields:
+            check_banks(model, fields[BANKS_FIELD], name, path, incoming)
+        check_bank_users(model, name, incoming[name], set(loaded), path)
+    undo = _Undo(model)
+    try:
+        for pack, path in zip(packs, paths, strict=True):
+            undo.before(pack[0])
+            _apply(model, *pack, path)
+    except ValueError:
+        undo.run()
+        raise
+    return loaded
+
+
+class _Undo:
+    """Restores the domains :func:`load_domains` added or replaced."""
+
+    def __init__(self, model: MultiDomainNet) -> None:
+        self.model, self.steps = model, []
+
+    def before(self, name: str) -> None:
+        if name not in self.model.domains:
+            self.steps.append((name, None, None))
+            return
+        state = {k: v.detach().clone() for k, v in domain_state_dict(self.model, name).items()}
+        self.steps.append((name, state, self.model.cards.get(name)))
+
+    @torch.no_grad()
+    def run(self) -> None:
+        for name, state, card in reversed(self.steps):
+            if state is None:
+                if name in self.model.domains:
+                    self.model.remove_domain(name)
+                continue
+            for key, target in domain_state_dict(self.model, name, keep_vars=True).items():
+                target.copy_(state[key])
+            self.model.cards.pop(name, None)
+            if card is not None:
+                self.model.cards[name] = card
+
+
+def _read_checked(model: MultiDomainNet, path, name, replace, fingerprint):
+    """``(name, tensors, fields, card)`` of a pack, checked against ``model`` (all but the
+    banks a soft pack mixes)."""
     tensors, fields = _load(path, DOMAIN_FORMAT)
     _check_architecture(model, fields, path)
     card = _card(fields, path)
     name = validate_domain_name(fields["domain"] if name is None else name)
-    num_classes = fields["num_classes"]
-    added = name not in model.domains
-    if not added:
-        _check_replaceable(model, name, num_classes, replace, path)
+    if name in model.domains:
+        _check_replaceable(model, name, fields["num_classes"], replace, path)
     _check_fingerprint(fields, fingerprint or model_fingerprint(model), path)
+    return name, tensors, fields, card
+
+
+def _apply(model: MultiDomainNet, name: str, tensors: dict, fields: dict, card, path) -> None:
+    """Load a checked pack's tensors as ``name`` (a new domain is removed again on failure)."""
+    added = name not in model.domains
     if added:
-        model.add_domain(name, num_classes, dropout=float(fields.get("dropout", 0.0)))
+        model.add_domain(name, fields["num_classes"], dropout=float(fields.get("dropout", 0.0)))
     try:
+        if BANKS_FIELD in fields:
+            tensors = align_gates(model, tensors, fields[BANKS_FIELD], name, path)
         _copy_strict(domain_state_dict(model, name, keep_vars=True), tensors, path)
     except ValueError:
         if added:
             model.remove_domain(name)
         raise
     model.cards[name] = card
-    return name
 
 
 def _check_replaceable(
@@ -193,11 +289,9 @@ def load_model(directory: str | os.PathLike) -> MultiDomainNet:
     config = ModelConfig.from_dict(read_json(directory / "config.json", "model config"))
     model = build_model(config)
     load_shared(model, directory / "shared.safetensors")
-    fingerprint = model_fingerprint(model)
-    for domain in config.domains:
-        path = directory / "domains" / f"{domain}.safetensors"
-        # replace: the model was just built for them
-        load_domain(model, path, domain, replace=True, fingerprint=fingerprint)
+    paths = [directory / "domains" / f"{domain}.safetensors" for domain in config.domains]
+    # replace: the model was just built for them
+    load_domains(model, paths, list(config.domains), replace=True)
     return model
 
 
