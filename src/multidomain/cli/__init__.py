@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "dissect",
     "demo",
     "baseline",
+    "compare",
     "add_domain",
     "domains",
     "predict",
