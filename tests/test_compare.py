@@ -146,7 +146,9 @@ class Counter:
 
 
 def model_times(out: Path) -> dict[str, int]:
-    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("model/config.json")}
+    """The finish time of every stage's final model (``*/STAGE/model``), by stage."""
+    finished = out.glob("*/*/model/config.json")
+    return {str(p.parent.parent.relative_to(out)): p.stat().st_mtime_ns for p in finished}
 
 
 def test_an_interrupted_compare_continues_and_a_finished_one_retrains_nothing(
@@ -160,7 +162,7 @@ def test_an_interrupted_compare_continues_and_a_finished_one_retrains_nothing(
         Counter(patch, stop_after=1)
         run_compare(ROWS, SEEDS, settings(out, root))
     first = model_times(out)
-    assert list(first) == ["pretrain/resnet26_std-all-s0/model/config.json"]
+    assert list(first) == ["pretrain/resnet26_std-all-s0"]
 
     with monkeypatch.context() as patch:
         counter = Counter(patch)
