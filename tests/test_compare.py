@@ -19,7 +19,7 @@ from multidomain.engine import demo
 from multidomain.engine.compare import run_compare
 from multidomain.engine.compare.plan import Settings, build_plan, row_folder
 from multidomain.engine.compare.questions import rq2, rq3
-from multidomain.engine.compare.results import Results, RowResult
+from multidomain.engine.compare.results import Results, RowResult, score_scale
 from multidomain.engine.compare.sources import pretrain_folder
 from multidomain.engine.compare.stats import difference, summarize
 from multidomain.engine.rows import get_row, list_rows, select_rows
@@ -130,6 +130,18 @@ def test_the_sentences_give_the_numbers_and_the_verdict():
     assert "not answered" in rq3(results) and "soft" in rq3(results)
 
 
+def test_without_finetune_the_score_uses_the_data_trees_baselines():
+    report = {"domains": {"a": {"baseline_accuracy": 80.0}, "b": {"baseline_accuracy": 60.0}}}
+    baselines, note = score_scale({}, {("bn", 0): report}, ["a", "b"])
+    assert baselines == {"a": 80.0, "b": 60.0} and "data tree's baselines" in note
+    report["domains"]["b"]["baseline_accuracy"] = None
+    baselines, note = score_scale({}, {("bn", 0): report}, ["a", "b"])
+    assert baselines is None and "no baseline for b" in note and "multidomain baseline" in note
+    finetune = RowResult(get_row("finetune"), [0, 1], {"a": [70.0, 80.0], "b": [50.0, 60.0]})
+    baselines, note = score_scale({"finetune": finetune}, {("bn", 0): report}, ["a", "b"])
+    assert baselines == {"a": 75.0, "b": 55.0} and "mean over its 2 seed(s)" in note
+
+
 # -- the compare end to end -------------------------------------------------------------------
 class Counter:
     """``run_training`` that counts its calls and can stop the compare after ``stop_after``."""
@@ -213,3 +225,5 @@ def test_an_unknown_row_exits_2_and_lists_the_rows(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'nope'" in err and all(row in err for row in list_rows())
     assert not (tmp_path / "c" / "runs").exists()
+    assert main(["compare", "--seeds", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "--seeds 0" in capsys.readouterr().err
