@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "demo",
     "baseline",
     "pretrained",
+    "compare",
     "add_domain",
     "domains",
     "predict",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from multidomain.engine.pretrained import PRETRAIN_METHOD
 from multidomain.errors import ConfigError
 
 
@@ -59,8 +60,6 @@ class Row:
         return self.init.removeprefix("row:") if self.init.startswith("row:") else None
 
 
-# The plain pretraining of each backbone (one domain: every method computes the same network).
-PRETRAIN_METHOD = {"resnet26_dw": "pointwise", "resnet26_std": "all"}
 STD = ("model.source=resnet26_std",)
 
 _ROWS: dict[str, Row] = {}
