@@ -101,6 +101,18 @@ def test_version_2_rows_use_the_mini2_recipes(tmp_path):
         assert "lowres-digits" not in data.domains and "animals" not in data.domains
 
 
+def test_version_2_starts_from_the_shipped_source_weights(tmp_path):
+    stages = build_plan(select_rows("paper"), 2, settings(tmp_path, version=2))
+    pretrain = {s.pretraining for s in stages if s.row is None}
+    assert pretrain == {("resnet26_std", "series")}  # the plain pretrainings ship
+    init = {(s.row, s.seed): s.config.model.init for s in stages if s.row}
+    for seed in (0, 1):  # every seed adapts the same shipped weights
+        assert init["pointwise", seed] == "shipped:mini2-resnet26_dw"
+        assert init["finetune", seed] == init["bn", seed] == "shipped:mini2-resnet26_std"
+    quick = Settings(tmp_path, 2, None, quick=True, extra=tuple(SETTINGS))
+    assert len([s for s in build_plan(select_rows("paper"), 1, quick) if s.row is None]) == 3
+
+
 # -- the rule of the sentences ----------------------------------------------------------------
 def test_a_difference_exceeds_the_spread_only_beyond_two_pooled_stds():
     a, b = summarize([10.0, 12.0, 14.0]), summarize([5.0, 6.0, 7.0])  # std 2 and 1
