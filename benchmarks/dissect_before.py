@@ -1,13 +1,16 @@
-"""The dissection's second pass as it was before the speed-up (issue 14), kept only so that
+"""The dissection's two passes as they were before the speed-up (issue 14), kept only so that
 ``bench_dissect.py`` can time it against the current one on the same images and check that
 both give the same counts. Not used by the library.
 
-Per (image, unit) pair whose map peak passes the threshold: upsample the map alone, threshold
-it, take the masked pixels with ``nonzero``, gather their labels and ``bincount`` them, then
-``index_add_`` the counts, weighted, into the counters.
+Thresholds: each batch, ``topk`` re-selects the ``keep`` largest of ``keep + n`` values per
+unit. Counting: per (image, unit) pair whose map peak passes the threshold, upsample the map
+alone, threshold it, take the masked pixels with ``nonzero``, gather their labels and
+``bincount`` them, then ``index_add_`` the counts, weighted, into the counters.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from multidomain.interpret.bootstrap import poisson_weights
 from multidomain.interpret.dissect import _Counting, _forward, _identity
 from multidomain.interpret.layers import watching
+from multidomain.interpret.quantile import values_above
 
 
 def update_before(counter, image, unit, masks, labels, annotated, weights) -> None:
@@ -78,3 +82,35 @@ def count_layers_before(model, domain, probe, refs, thresholds, inputs, options,
             )
             _forward(model, domain, inputs, batch)
     return states
+
+
+class TopQuantileBefore:
+    """The former streamed threshold: re-selects ``keep`` of ``keep + n`` values each batch."""
+
+    def __init__(self, units: int, total: int, quantile: float = 0.005) -> None:
+        self.keep = values_above(total, quantile) + 1
+        self.top = torch.full((units, 0), -math.inf)
+
+    def update(self, values: torch.Tensor) -> None:
+        merged = torch.cat([self.top, values.float()], dim=1)
+        self.top = torch.topk(merged, min(self.keep, merged.shape[1]), dim=1, sorted=False).values
+
+    def thresholds(self) -> torch.Tensor:
+        return self.top.min(dim=1).values
+
+
+def layer_thresholds_before(model, domain, probe, refs, inputs, options, view=_identity):
+    """``{layer name: (K,) thresholds}``, the former way."""
+    trackers: dict[str, TopQuantileBefore] = {}
+
+    def sink(ref, output: torch.Tensor) -> None:
+        a = view(ref, output)  # (N, K, h, w)
+        n, k, h, w = a.shape
+        if ref.name not in trackers:
+            trackers[ref.name] = TopQuantileBefore(k, len(probe) * h * w, options.quantile)
+        trackers[ref.name].update(a.transpose(0, 1).reshape(k, n * h * w))
+
+    with watching(refs, sink):
+        for batch in probe.batches(options.batch_size):
+            _forward(model, domain, inputs, batch)
+    return {name: tracker.thresholds() for name, tracker in trackers.items()}

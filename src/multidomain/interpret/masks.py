@@ -5,8 +5,12 @@ thresholded, ``up(a_nk) > T_k``, exactly as ``F.interpolate(..., mode="bilinear"
 decides it. Three shortcuts keep that result and make it cheap:
 
 - A bilinear value is a convex combination of (at most) four map values, so a map whose peak is
-  not above ``T_k`` gives an empty mask: only the (image, unit) pairs whose peak passes are
-  upsampled. A map already at the mask size is its own upsampling (weights 1 and 0, exact).
+  not above ``T_k`` gives an empty mask, up to float32 rounding: ``F.interpolate`` can put a
+  value an ulp above the largest of its sources (1.1 and 1.1 giving 1.1000001). Only the
+  (image, unit) pairs whose peak is above ``T_k`` less the margin below are upsampled (the
+  code before this one required the peak above ``T_k`` and so missed such pixels, very rarely:
+  the only way its counts and these differ). A map already at the mask size is its own
+  upsampling (weights 1 and 0, exact).
 - Upsampling is separable: ``rows @ map @ cols.T`` with PyTorch's own weights (read off
   ``F.interpolate`` applied to an identity matrix) is several times faster than
   ``F.interpolate`` on small maps. It may differ from it by rounding only (a few float32 ulps of
@@ -97,7 +101,9 @@ def layer_counts(
     upsampler = Upsampler((h, w), size)
     counts = torch.zeros(n, k, indicators.shape[2] + 1)  # the concepts, then the area
     with_area = torch.cat([indicators, torch.ones(*indicators.shape[:2], 1)], dim=2)
-    image, unit = (peaks > limit).nonzero(as_tuple=True)  # sorted by image
+    scale = torch.maximum(peaks.abs(), activation.amin(dim=(2, 3)).abs())  # (N, K) max |a|
+    passing = peaks > limit - UNSURE * scale
+    image, unit = passing.nonzero(as_tuple=True)  # sorted by image
     for start in range(0, len(image), chunk):
         images, units = image[start : start + chunk], unit[start : start + chunk]
         masks = upsampler.masks(activation[images, units], limit[units]).float()  # (S, P)
