@@ -9,6 +9,10 @@ For unit k and concept c, over the probe set::
 counters are kept (intersections ``(K, C)``, unit pixels per category ``(K, G)``, concept pixels
 ``(C,)``), once for the whole set and once per bootstrap replicate; nothing per image survives a
 batch.
+
+Intersections are counted as a product of binary matrices, masks ``(S, P)`` @ concept
+indicators ``(P, C)``, in float32: the counts are integers below 2**24, so they are exact, and
+the weighted sums into the float64 counters (integer Poisson weights) are exact too.
 """
 
 from __future__ import annotations
@@ -30,6 +34,26 @@ class IoUCounter:
         self.unit_pixels = torch.zeros(b + 1, units, g, dtype=torch.float64)
         self.concept_pixels = torch.zeros(b + 1, c, dtype=torch.float64)
 
+    def add(
+        self,
+        intersection: torch.Tensor,
+        area: torch.Tensor,
+        annotated: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> None:
+        """Add one batch's mask counts.
+
+        Args:
+            intersection: ``(N, K, C)`` pixels of unit k's mask in image n carrying concept c.
+            area: ``(N, K)`` pixels of unit k's mask in image n.
+            annotated: ``(N, G)`` bool, categories annotated per image.
+            weights: ``(B + 1, N)`` float64, row 0 all ones, then the replicates' weights.
+        """
+        n, k, c = intersection.shape
+        pixels = area.double()[:, :, None] * annotated[:, None, :]  # (N, K, G)
+        self.intersection += (weights @ intersection.double().reshape(n, k * c)).view(-1, k, c)
+        self.unit_pixels += (weights @ pixels.reshape(n, -1)).view(-1, k, pixels.shape[2])
+
     def update(
         self,
         image: torch.Tensor,
@@ -39,23 +63,25 @@ class IoUCounter:
         annotated: torch.Tensor,
         weights: torch.Tensor,
     ) -> None:
-        """Count the non-empty masks of one batch; every other (image, unit) mask is empty.
+        """Count the masks of some (image, unit) pairs; every other pair's mask is empty.
 
         Args:
             image: ``(S,)`` batch position of each mask's image.
-            unit: ``(S,)`` unit of each mask.
+            unit: ``(S,)`` unit of each mask (no pair twice).
             masks: ``(S, P)`` bool masks over the P mask pixels.
             labels: ``(N, D, P)`` int64 concept codes (0 none, concept j is j + 1).
             annotated: ``(N, G)`` bool, categories annotated per image.
             weights: ``(B + 1, N)`` float64, row 0 all ones, then the replicates' weights.
         """
-        row, pixel = masks.nonzero(as_tuple=True)
-        inter = _intersections(image, row, pixel, masks.shape[0], labels, len(self.concepts))
-        area = torch.bincount(row, minlength=masks.shape[0]).double()
-        pixels = area[:, None] * annotated[image]  # (S, G) mask pixels per annotated category
-        w = weights[:, image]  # (B + 1, S)
-        self.intersection.index_add_(1, unit, w[:, :, None] * inter[None])
-        self.unit_pixels.index_add_(1, unit, w[:, :, None] * pixels[None])
+        indicators = concept_indicators(labels, len(self.concepts))
+        n, c = labels.shape[0], len(self.concepts)
+        intersection = torch.zeros(n, self.units, c)
+        area = torch.zeros(n, self.units)
+        for i in image.unique().tolist():
+            rows = image == i
+            found = mask_counts(masks[rows], indicators[i])
+            intersection[i, unit[rows]], area[i, unit[rows]] = found
+        self.add(intersection, area, annotated, weights)
 
     def count_concepts(self, labels: torch.Tensor, weights: torch.Tensor) -> None:
         """Add one batch's concept pixels (once a batch, whatever the unit chunks)."""
@@ -68,20 +94,20 @@ class IoUCounter:
         return torch.where(union > 0, self.intersection / union.clamp(min=1e-12), 0.0)
 
 
-def _intersections(image, row, pixel, count: int, labels: torch.Tensor, concepts: int):
-    """``(S, C)`` float64 pixels of each of the ``count`` masks carrying each concept, from
-    the masked pixels ``(row, pixel)``.
+def concept_indicators(labels: torch.Tensor, concepts: int) -> torch.Tensor:
+    """``(N, P, C)`` float32: how many label channels of pixel p carry concept c (0 or 1 when
+    a concept has one category), from ``(N, D, P)`` int64 codes."""
+    n, _, area = labels.shape
+    counts = torch.zeros(n, area, concepts + 1)
+    counts.scatter_add_(2, labels.transpose(1, 2), torch.ones(labels.shape).transpose(1, 2))
+    return counts[:, :, 1:]
 
-    The masks are sparse (about 0.5% of the pixels): the labels are read at the masked pixels
-    only and counted with one bincount, instead of a dense (S x P) @ (P x C) product.
-    """
-    _, depth, area = labels.shape
-    # flat positions of the masked pixels in every label channel: (D, M)
-    where = (image[row] * depth)[None, :] + torch.arange(depth)[:, None]
-    codes = labels.reshape(-1)[(where * area + pixel[None, :]).reshape(-1)]
-    slots = (row * (concepts + 1)).repeat(depth) + codes
-    counts = torch.bincount(slots, minlength=count * (concepts + 1)).double()
-    return counts.view(count, concepts + 1)[:, 1:]
+
+def mask_counts(masks: torch.Tensor, indicators: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(S, C)`` intersections and ``(S,)`` areas of one image's ``(S, P)`` bool masks with
+    its ``(P, C)`` concept indicators (exact integers in float32)."""
+    dense = masks.float()
+    return dense @ indicators, dense.sum(dim=1)
 
 
 def _concept_pixels(labels: torch.Tensor, concepts: int) -> torch.Tensor:

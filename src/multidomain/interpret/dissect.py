@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from multidomain.errors import ConfigError
 from multidomain.interpret.bootstrap import poisson_weights
-from multidomain.interpret.counting import IoUCounter
+from multidomain.interpret.counting import IoUCounter, concept_indicators
 from multidomain.interpret.layers import (
     LayerRef,
     find_layers,
@@ -30,6 +30,7 @@ from multidomain.interpret.layers import (
     select_layers,
     watching,
 )
+from multidomain.interpret.masks import layer_counts
 from multidomain.interpret.probe import ProbeBatch, ProbeSet, concept_coverage
 from multidomain.interpret.quantile import TopQuantile
 from multidomain.models import ModelConfig, MultiDomainNet, build_model
@@ -48,7 +49,7 @@ class DissectOptions:
     replicates: int = 20
     seed: int = 0
     top_images: int = 4
-    unit_chunk: int = 128
+    unit_chunk: int = 2048  # most maps upsampled at once (bounds memory)
 
     def __post_init__(self) -> None:
         if not 0 < self.quantile < 1 or not 0 < self.iou_threshold < 1:
@@ -164,34 +165,24 @@ def count_layers(model, domain, probe, refs, thresholds, inputs, options, view=_
 
     def sink(ref: LayerRef, output: torch.Tensor) -> None:
         a = view(ref, output)  # (N, K, h, w)
-        units = a.shape[1]
-        state = states.setdefault(ref.name, _Counting(units, probe, options))
-        state.add_top(a.amax(dim=(2, 3)), current["indices"])
+        state = states.setdefault(ref.name, _Counting(a.shape[1], probe, options))
+        peaks = a.amax(dim=(2, 3))  # (N, K)
+        state.add_top(peaks, current["indices"])
         state.counter.count_concepts(current["labels"], current["weights"])
-        limit = thresholds[ref.name]
-        # A bilinear value is a convex combination of four map values: a map whose peak is
-        # not above the threshold upsamples to an empty mask, so only the others are upsampled.
-        image, unit = (a.amax(dim=(2, 3)) > limit).nonzero(as_tuple=True)
-        for start in range(0, len(image), options.unit_chunk):
-            rows = slice(start, start + options.unit_chunk)
-            maps = a[image[rows], unit[rows]][:, None]  # (s, 1, h, w)
-            up = F.interpolate(maps, size=probe.mask_size, mode="bilinear")
-            masks = (up[:, 0] > limit[unit[rows], None, None]).flatten(1)  # (s, P)
-            state.counter.update(
-                image[rows],
-                unit[rows],
-                masks,
-                current["labels"],
-                current["annotated"],
-                current["weights"],
-            )
+        limit, size = thresholds[ref.name], probe.mask_size
+        intersection, area = layer_counts(
+            a, peaks, limit, size, current["indicators"], options.unit_chunk
+        )
+        state.counter.add(intersection, area, current["annotated"], current["weights"])
 
     with watching(refs, sink):
         for batch in probe.batches(options.batch_size):
             weights = poisson_weights(batch.indices, options.replicates, options.seed)
+            labels = torch.from_numpy(batch.labels.astype(np.int64)).flatten(2)  # (N, D, P)
             current.update(
                 indices=torch.from_numpy(batch.indices)[None, :],
-                labels=torch.from_numpy(batch.labels.astype(np.int64)).flatten(2),
+                labels=labels,
+                indicators=concept_indicators(labels, len(probe.concepts)),
                 annotated=torch.from_numpy(batch.annotated),
                 weights=torch.from_numpy(
                     np.concatenate([np.ones((1, len(batch.indices))), weights])

@@ -23,6 +23,11 @@ def values_above(total: int, quantile: float) -> int:
 class TopQuantile:
     """Exact threshold of the top ``quantile`` of each unit's values, fed in chunks.
 
+    Once ``keep`` values are held, their smallest (the floor) can only rise, and a value not
+    above it cannot be among the ``keep`` largest (as a multiset): only the values above the
+    floor are appended, and the held values are cut back to the ``keep`` largest (raising the
+    floor) when they reach twice ``keep``, a few times over a stream instead of every batch.
+
     Args:
         units: number of units (channels).
         total: how many values each unit will receive in all (known before streaming).
@@ -34,19 +39,40 @@ class TopQuantile:
             raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
         self.keep = values_above(total, quantile) + 1
         self.total, self.seen = total, 0
-        self.top = torch.full((units, 0), -math.inf)
+        self.top = torch.full((units, 0), -math.inf)  # (units, >= keep once full): -inf pads
+        self.floor: torch.Tensor | None = None  # (units,) once keep values are held
 
     def update(self, values: torch.Tensor) -> None:
         """Add ``(units, n)`` values (any n)."""
         self.seen += values.shape[1]
         if self.seen > self.total:
             raise ValueError(f"received {self.seen} values per unit, more than the {self.total}")
-        merged = torch.cat([self.top, values.float()], dim=1)
-        k = min(self.keep, merged.shape[1])
-        self.top = torch.topk(merged, k, dim=1, sorted=False).values
+        if self.floor is not None:
+            values = _above(values, self.floor)
+        self.top = torch.cat([self.top, values.float()], dim=1)
+        full = self.top.shape[1] >= self.keep
+        if (self.floor is None and full) or self.top.shape[1] > 2 * self.keep:
+            self._cut()
+
+    def _cut(self) -> None:
+        k = min(self.keep, self.top.shape[1])
+        self.top = torch.topk(self.top, k, dim=1, sorted=False).values
+        self.floor = self.top.min(dim=1).values if k == self.keep else None
 
     def thresholds(self) -> torch.Tensor:
         """``(units,)`` thresholds ``T_k``; every value was received."""
         if self.seen != self.total:
             raise ValueError(f"received {self.seen} values per unit of the {self.total} announced")
+        self._cut()
         return self.top.min(dim=1).values
+
+
+def _above(values: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """``(units, m)``: each unit's values above its ``floor``, padded with ``-inf``."""
+    unit, where = (values > floor[:, None]).nonzero(as_tuple=True)  # sorted by unit
+    counts = torch.bincount(unit, minlength=values.shape[0])
+    start = torch.cumsum(counts, 0) - counts  # (units,) first position of each unit
+    slot = torch.arange(len(unit)) - start[unit]
+    kept = torch.full((values.shape[0], int(counts.max())), -math.inf)
+    kept[unit, slot] = values[unit, where].float()
+    return kept
