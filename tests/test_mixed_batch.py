@@ -138,3 +138,12 @@ def test_timm_batch_norm_act_applies_its_activation():
         assert calls_per_domain(layer, x, route) == 0
     assert (fast >= 0).all() and (fast == 0).any()  # the ReLU ran
     torch.testing.assert_close(fast, general, rtol=1e-6, atol=1e-6)
+
+
+def test_bfloat16_activations_keep_their_dtype_with_float32_statistics():
+    layer = norms().eval()  # float32 statistics and weights
+    x, route = batch()
+    with torch.no_grad():
+        fast, general = both_paths(layer, x.bfloat16(), route)
+    assert fast.dtype == general.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), general.float(), rtol=2e-2, atol=2e-2)

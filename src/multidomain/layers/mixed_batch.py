@@ -78,8 +78,9 @@ def batch_norm_per_sample(
     """Eval-mode batch norm of each sample with its domain's statistics and affine weights:
     ``x * scale + shift``, ``scale = weight / sqrt(running_var + eps)`` and ``shift = bias -
     running_mean * scale`` (the terms PyTorch's CPU kernel computes), gathered per sample."""
-    eps = torch.tensor([[m.eps] for m in modules], dtype=x.dtype, device=x.device)
-    scale = torch.sqrt(stacked([m.running_var for m in modules]) + eps).reciprocal()
+    variance = stacked([m.running_var for m in modules])
+    eps = torch.tensor([[m.eps] for m in modules], dtype=variance.dtype, device=x.device)
+    scale = torch.sqrt(variance + eps).reciprocal()
     weight = stacked([m.weight for m in modules])
     if weight is not None:
         scale = scale * weight
@@ -89,7 +90,10 @@ def batch_norm_per_sample(
         shift = shift + bias
     index = route.segment_index(x.device)
     n, c = x.shape[:2]
-    return torch.addcmul(shift[index].view(n, c, 1, 1), x, scale[index].view(n, c, 1, 1))
+    # the statistics' precision for the terms, the activations' for the output (bf16 / fp16
+    # activations with float32 statistics give a bf16 / fp16 output, as batch_norm does)
+    scale, shift = (t[index].view(n, c, 1, 1).to(x.dtype) for t in (scale, shift))
+    return torch.addcmul(shift, x, scale)
 
 
 def depthwise_per_sample(
