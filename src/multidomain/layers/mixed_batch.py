@@ -77,23 +77,30 @@ def batch_norm_per_sample(
 ) -> torch.Tensor:
     """Eval-mode batch norm of each sample with its domain's statistics and affine weights:
     ``x * scale + shift``, ``scale = weight / sqrt(running_var + eps)`` and ``shift = bias -
-    running_mean * scale`` (the terms PyTorch's CPU kernel computes), gathered per sample."""
+    running_mean * scale`` (the terms PyTorch's CPU kernel computes), gathered per sample.
+    Few and fused operators: at small activations their count is what the layer costs."""
     variance = stacked([m.running_var for m in modules])
-    eps = torch.tensor([[m.eps] for m in modules], dtype=variance.dtype, device=x.device)
-    scale = torch.sqrt(variance + eps).reciprocal()
+    scale = (variance + _eps(modules, variance)).sqrt_().reciprocal_()
     weight = stacked([m.weight for m in modules])
     if weight is not None:
         scale = scale * weight
-    shift = -stacked([m.running_mean for m in modules]) * scale
+    mean = stacked([m.running_mean for m in modules])
     bias = stacked([m.bias for m in modules])
-    if bias is not None:
-        shift = shift + bias
+    shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1)
     index = route.segment_index(x.device)
     n, c = x.shape[:2]
-    # the statistics' precision for the terms, the activations' for the output (bf16 / fp16
-    # activations with float32 statistics give a bf16 / fp16 output, as batch_norm does)
-    scale, shift = (t[index].view(n, c, 1, 1).to(x.dtype) for t in (scale, shift))
+    scale, shift = scale[index].view(n, c, 1, 1), shift[index].view(n, c, 1, 1)
+    if scale.dtype != x.dtype:  # bf16 / fp16 activations, float32 statistics: as batch_norm
+        scale, shift = scale.to(x.dtype), shift.to(x.dtype)
     return torch.addcmul(shift, x, scale)
+
+
+def _eps(modules: Sequence[nn.Module], like: torch.Tensor) -> float | torch.Tensor:
+    """Each module's own eps: one number when they agree (copies of one layer), else ``(S, 1)``."""
+    values = [m.eps for m in modules]
+    if all(v == values[0] for v in values):
+        return values[0]
+    return torch.tensor(values, dtype=like.dtype, device=like.device).unsqueeze(1)
 
 
 def depthwise_per_sample(
