@@ -1,7 +1,9 @@
 """The converter (issue 12): per family, the parameters a new domain costs and its pack's file
 size; inference throughput of the converted model (one domain, and a mixed batch of 4 domains)
 against the original network, side by side in one run: batch 32, 224 px, eval mode,
-channels_last for both, 2 threads. Each figure is the median (and range) of interleaved rounds.
+channels_last for both, 2 threads. The mixed batch runs twice: with the eval-mode fast paths
+(``layers.mixed_batch``) and with the general split-and-concatenate path they replace.
+Each figure is the median (and range) of interleaved rounds.
 
     python benchmarks/bench_convert.py [--rounds 5] [--batch 32] [--size 224] [--threads 2]
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from multidomain.convert import build_network, convert
+from multidomain.layers.per_domain import use_fast_mixed
 from multidomain.metrics.params import count_parameters
 from multidomain.models.packs import save_domain
 
@@ -70,10 +73,19 @@ def throughput(source: str, batch: int, size: int, rounds: int, iterations: int)
     model = convert(network, DOMAINS).eval()
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     mixed = [f"domain{i % 4}" for i in range(batch)]
+
+    def mixed_batch(fast: bool):
+        def call():
+            use_fast_mixed(model, fast)
+            return model(x, mixed)
+
+        return call
+
     calls = {
         "original": lambda: network(x),
         "converted, one domain": lambda: model(x, "domain0"),
-        "converted, mixed 4 domains": lambda: model(x, mixed),
+        "converted, mixed 4 domains": mixed_batch(True),
+        "converted, mixed 4 domains, general path": mixed_batch(False),
     }
     for call in calls.values():
         timed(call, 1)  # warm-up
@@ -85,7 +97,7 @@ def throughput(source: str, batch: int, size: int, rounds: int, iterations: int)
     single = statistics.median(rates["converted, one domain"])
     for name, values in rates.items():
         median = statistics.median(values)
-        vs_single = f"{median / single:.2f}x" if name.endswith("domains") else ""
+        vs_single = f"{median / single:.2f}x" if "mixed" in name else ""
         print(
             f"| {source} | {name} | {median:.1f} ({min(values):.1f}-{max(values):.1f}) "
             f"| {median / base:.2f}x | {vs_single} |"

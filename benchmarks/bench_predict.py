@@ -4,6 +4,8 @@
    batches of 64 (images of many domains share a pass through the trunk) against the same
    images grouped per domain (every batch one domain): end to end (decode, crop, normalise,
    forward) and the forward alone (images decoded beforehand). Target: mixed >= 0.8x grouped.
+   The forward alone also runs the mixed batches through the general split-and-concatenate
+   path that the eval-mode fast paths (``layers.mixed_batch``) replace.
 2. one domain exported to ONNX, run by ONNX Runtime, against PyTorch eager (the multi-domain
    model called with that domain), at batch 1 and 32.
 
@@ -32,6 +34,7 @@ from multidomain.data.images import load_rgb
 from multidomain.engine.export import export_domain, run_onnx
 from multidomain.engine.model_folder import model_dir
 from multidomain.engine.predict import Request, batches, domain_transforms, predict
+from multidomain.layers.per_domain import use_fast_mixed
 from multidomain.models.cards import DomainCard, Preprocess
 from multidomain.models.packs import load_model
 
@@ -94,7 +97,9 @@ def show(title: str, count: int, times: dict[str, list[float]], baseline: str) -
         print(f"  {name:<24} {median:9.0f} img/s  ({low:.0f}-{high:.0f})  {median / base:5.2f}x")
 
 
-def forward_only(model, requests: list[Request], batch: int, mixed: bool) -> Callable[[], None]:
+def forward_only(
+    model, requests: list[Request], batch: int, mixed: bool, fast: bool = True
+) -> Callable[[], None]:
     transforms = domain_transforms(model, (r.domain for r in requests))
     images = [transforms[r.domain](load_rgb(r.image)) for r in requests]
     plan = [
@@ -104,6 +109,7 @@ def forward_only(model, requests: list[Request], batch: int, mixed: bool) -> Cal
 
     @torch.no_grad()
     def run() -> None:
+        use_fast_mixed(model, fast)
         for x, domains in plan:
             model(x, domains if len(set(domains)) > 1 else domains[0])
 
@@ -124,6 +130,7 @@ def bench_mixed(model, requests: list[Request], batch: int, n: int) -> None:
     configs = {
         "grouped forward": forward_only(model, requests, batch, mixed=False),
         "mixed forward": forward_only(model, requests, batch, mixed=True),
+        "mixed, general path": forward_only(model, requests, batch, mixed=True, fast=False),
     }
     show(
         f"predict, batch {batch}: forward only",

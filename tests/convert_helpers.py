@@ -79,3 +79,30 @@ def calibrate_batch_norms(network: nn.Module) -> None:
 def images(batch: int = 2, seed: int = 0) -> torch.Tensor:
     x = torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def assert_mixed_equals_per_domain(model: nn.Module, x: torch.Tensor, names: list[str]) -> None:
+    """A mixed batch gives each sample its domain's logits (padded with ``-inf``).
+
+    In eval mode a mixed batch takes fast paths (``layers.mixed_batch``: batch norm as one
+    per-sample affine map, ...) that compute the same terms with other float32 roundings, and
+    these random networks amplify rounding: a one-ulp change of the input moves their logits
+    by up to ~3e-3 (EfficientNet-B0, logits up to ~140). So the sums are checked in float64,
+    where rounding is 1e-16 (equal to 1e-9 relative), and in float32 the mixed batch must be
+    as close to the float64 result as the per-domain pass is (4x its rounding error).
+    """
+    exact, x64 = copy.deepcopy(model).double(), x.double()
+    with torch.no_grad():
+        mixed, mixed64 = model(x, names), exact(x64, names)
+        for domain in dict.fromkeys(names):
+            rows = [i for i, name in enumerate(names) if name == domain]
+            classes = model.domains[domain]
+            reference = exact(x64[rows], domain)
+            scale = float(reference.abs().max())
+            torch.testing.assert_close(
+                mixed64[rows, :classes], reference, rtol=0, atol=1e-9 * scale
+            )
+            rounding = float((model(x[rows], domain).double() - reference).abs().max())
+            error = float((mixed[rows, :classes].double() - reference).abs().max())
+            assert error <= 4 * rounding + 1e-6 * scale, (domain, error, rounding)
+            assert torch.isneginf(mixed[rows, classes:]).all()  # padding of narrower heads

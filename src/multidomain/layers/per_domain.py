@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from multidomain.errors import ConfigError
+from multidomain.layers.mixed_batch import mixed_eval
 
 # -- roles ------------------------------------------------------------------------------------
 ROLE_ATTRIBUTE = "multidomain_role"
@@ -69,6 +70,15 @@ class Route:
     def sizes(self) -> list[int]:
         """Number of samples of each segment."""
         return [stop - start for _, start, stop in self.segments]
+
+    def segment_index(self, device: torch.device) -> torch.Tensor:
+        """The position of each sample's segment, ``(B,)``; computed once per route and
+        device, since every per-domain layer of a forward pass asks for it."""
+        cache = self.__dict__.setdefault("_segment_index", {})  # frozen: bypass __setattr__
+        if device not in cache:
+            sizes = torch.tensor(self.sizes, device=device)
+            cache[device] = torch.repeat_interleave(torch.arange(len(sizes), device=device), sizes)
+        return cache[device]
 
     @classmethod
     def for_domain(cls, domain: str, batch_size: int) -> Route:
@@ -146,17 +156,27 @@ class DomainAware:
 
 class PerDomain(nn.ModuleDict, Routed, DomainAware):
     """One module per domain. ``forward(x, route)`` runs each domain's module on its samples
-    (``route`` defaults to the context's, see :func:`routing`)."""
+    (``route`` defaults to the context's, see :func:`routing`).
+
+    In eval mode a mixed batch takes a fast path where the layer type has one
+    (``layers.mixed_batch``: batch norm, depthwise conv); ``fast_mixed = False`` (see
+    :func:`use_fast_mixed`) keeps the general split-and-concatenate path, the reference that
+    tests and benchmarks compare against.
+    """
+
+    fast_mixed = True
 
     def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
         route = route or current_route()
         domain = route.single
         if domain is not None:
             return self[domain](x)
+        modules = [self[name] for name, _, _ in route.segments]
+        fast = mixed_eval(modules, x, route) if self.fast_mixed else None
+        if fast is not None:  # eval mode: one call for the whole batch
+            return fast
         parts = x.split(route.sizes)  # one backward op (a cat), not one zero-fill per slice
-        return torch.cat(
-            [self[name](part) for (name, _, _), part in zip(route.segments, parts, strict=True)]
-        )
+        return torch.cat([module(part) for module, part in zip(modules, parts, strict=True)])
 
     def add_domain(self, name: str, init_from: str | None = None, **domain: Any) -> None:
         """Add ``name``: a copy of ``init_from``'s module, or a freshly initialised one."""
@@ -168,6 +188,14 @@ class PerDomain(nn.ModuleDict, Routed, DomainAware):
 
     def remove_domain(self, name: str) -> None:
         del self[name]
+
+
+def use_fast_mixed(model: nn.Module, enabled: bool) -> None:
+    """Turn the eval-mode fast path for mixed batches on or off in every per-domain container
+    of ``model`` (off: the general path, for comparisons)."""
+    for module in model.modules():
+        if isinstance(module, PerDomain):
+            module.fast_mixed = enabled
 
 
 def route_call(module: nn.Module, x: torch.Tensor, route: Route) -> torch.Tensor:
