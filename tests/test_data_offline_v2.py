@@ -78,10 +78,14 @@ def test_version_1_records_its_version_and_stays_the_default(tmp_path):
 
 
 def test_baselines_are_keyed_by_data_version(tmp_path, monkeypatch):
-    assert baselines.shipped_baselines(1, 36, 0, None)  # the demo's v1 build has them
-    assert baselines.shipped_baselines(2, 36, 0, None) == {}
+    v1 = baselines.shipped_baselines(1, 36, 0, None)  # each version's demo build has its own
+    v2 = baselines.shipped_baselines(2, 36, 0, None)
+    assert "animals" in v1 and "emoji" in v2 and "animals" not in v2
     content = {"domains": {"digits": {"baseline_accuracy": None}}}
-    assert not baselines.fill_shipped_baselines(content, 2, 36, 0, None)
+    assert baselines.fill_shipped_baselines(content, 2, 36, 0, None)
+    assert content["domains"]["digits"]["baseline_accuracy"] == v2["digits"] != v1["digits"]
+    content = {"domains": {"digits": {"baseline_accuracy": None}}}
+    assert not baselines.fill_shipped_baselines(content, 2, 72, 0, None)  # another image size
     assert content["domains"]["digits"]["baseline_accuracy"] is None
     # an entry that names no version matches no build, not every version's
     unkeyed = tmp_path / "baselines.json"
