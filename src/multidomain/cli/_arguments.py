@@ -15,3 +15,15 @@ def add_overrides(parser: argparse.ArgumentParser, example: str = "optim.lr=0.01
         metavar="KEY=VALUE",
         help=f"override a config value, e.g. --set {example} (repeatable)",
     )
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version N``: the mini-decathlon version (default: the command line's, version 2)."""
+    from multidomain.data.offline import CLI_VERSION
+
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=CLI_VERSION,
+        help=f"mini-decathlon version (1 or 2; default {CLI_VERSION})",
+    )

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from multidomain.data.offline import CLI_VERSION
+from multidomain.cli._arguments import add_version
 from multidomain.engine.baseline import measure_baselines
 
 
@@ -24,12 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pretrained", help="start from this pretraining run or model folder, or shipped:NAME"
     )
-    parser.add_argument(
-        "--version",
-        type=int,
-        default=CLI_VERSION,
-        help=f"mini-decathlon version (1 or 2; default {CLI_VERSION})",
-    )
+    add_version(parser)
     parser.add_argument(
         "--seeds", type=int, default=1, help="fine-tuning runs (seeds 0..N-1) to average"
     )

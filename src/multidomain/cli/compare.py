@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multidomain.cli._arguments import add_overrides
-from multidomain.data.offline import CLI_VERSION
+from multidomain.cli._arguments import add_overrides, add_version
 from multidomain.engine.compare import run_compare
 from multidomain.engine.compare.plan import Settings
 from multidomain.engine.rows import list_rows
@@ -24,12 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="the compare's folder")
     parser.add_argument("--data", type=Path, help="mini-decathlon root (default: the recipes')")
-    parser.add_argument(
-        "--version",
-        type=int,
-        default=CLI_VERSION,
-        help=f"mini-decathlon version (1 or 2; default {CLI_VERSION})",
-    )
+    add_version(parser)
     parser.add_argument(
         "--methods",
         default="paper",

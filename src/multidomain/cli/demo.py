@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multidomain.data.offline import CLI_VERSION
+from multidomain.cli._arguments import add_version
 from multidomain.engine.demo import run_demo
 
 
@@ -23,12 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help="tiny network, one epoch per stage (CI smoke run)"
     )
     parser.add_argument("--data", type=Path, help="mini-decathlon root (default: the recipes')")
-    parser.add_argument(
-        "--version",
-        type=int,
-        default=CLI_VERSION,
-        help=f"mini-decathlon version (1 or 2; default {CLI_VERSION})",
-    )
+    add_version(parser)
     parser.add_argument(
         "--pretrain",
         action="store_true",
