@@ -4,13 +4,17 @@ it round-trips, and loading it where a bank has changed or is missing is refused
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from conftest import images
-from multidomain.errors import ConfigError
+from multidomain.errors import ConfigError, DataError
 from multidomain.models.packs import (
+    METADATA_KEY,
     domain_state_dict,
     load_domain,
     load_domains,
@@ -143,3 +147,17 @@ def test_replacing_a_bank_that_other_gates_mix_is_refused(soft_pack, tmp_path):
         assert torch.equal(model(x, "beta"), before)
     with pytest.raises(ConfigError, match="'gamma'"):
         load_domains(model, [beta, gamma], replace=True)  # beta's pack was made on the old one
+
+
+@pytest.mark.parametrize("entry", [["alpha"], [["alpha", 3]], "alpha", [[1, None]]])
+def test_a_malformed_bank_record_is_a_data_error_naming_the_layer(soft_pack, entry):
+    model, path = soft_pack
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    fields = json.loads(metadata[METADATA_KEY])
+    fields["soft_banks"]["layers"][LAYER] = entry
+    broken = path.with_name("broken.safetensors")
+    save_file(load_file(str(path)), str(broken), {METADATA_KEY: json.dumps(fields)})
+    other = copy.deepcopy(model)
+    with pytest.raises(DataError, match=rf"soft_banks entry for layer '{LAYER}'.*re-export"):
+        load_domain(other, broken, replace=True)

@@ -168,7 +168,23 @@ def _reorder(tensor: torch.Tensor, order: list[str], target: list[str]) -> torch
 
 
 def _layers_of(record: Any, path) -> dict[str, list]:
+    """The record's ``{layer: [[bank, fingerprint or None], ...]}``, checked for shape."""
     layers = record.get("layers") if isinstance(record, dict) else None
     if not isinstance(layers, dict) or not isinstance(record.get("own"), str):
         raise DataError(f"{path} has an unreadable {BANKS_FIELD} record: re-export it")
+    for layer_path, banks in layers.items():
+        if not isinstance(banks, list) or not all(_is_bank_entry(b) for b in banks):
+            raise DataError(
+                f"{path} has an unreadable {BANKS_FIELD} entry for layer {layer_path!r} "
+                f"(expected [[bank, fingerprint or null], ...], got {banks!r:.80}): re-export it"
+            )
     return layers
+
+
+def _is_bank_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, list)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and (entry[1] is None or isinstance(entry[1], str))
+    )
