@@ -12,14 +12,17 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from conftest import images
+from multidomain.cli import main
 from multidomain.errors import ConfigError, DataError
 from multidomain.models.packs import (
     METADATA_KEY,
     domain_state_dict,
     load_domain,
     load_domains,
+    load_model,
     read_pack_fields,
     save_domain,
+    save_model,
 )
 from test_soft_sharing import soft_from_pointwise
 
@@ -161,3 +164,26 @@ def test_a_malformed_bank_record_is_a_data_error_naming_the_layer(soft_pack, ent
     other = copy.deepcopy(model)
     with pytest.raises(DataError, match=rf"soft_banks entry for layer '{LAYER}'.*re-export"):
         load_domain(other, broken, replace=True)
+
+
+def test_domains_import_loads_soft_packs_that_mix_each_other_together(soft_pack, tmp_path, capsys):
+    model, beta = soft_pack
+    gamma = tmp_path / "gamma.safetensors"
+    save_domain(model, "gamma", gamma)
+    other = perturbed_gates(perturbed_gates(model, "beta"), "gamma")
+    with torch.no_grad():
+        for name in ("beta", "gamma"):  # both banks foreign: one pack alone is refused
+            other.get_submodule(LAYER).conv_dw[name].weight.mul_(1.01)
+    folder = tmp_path / "model"
+    save_model(other, folder)
+    assert main(["domains", "import", "--model", str(folder), str(beta), "--replace"]) == 2
+    assert "together, with `multidomain domains import PACK PACK" in capsys.readouterr().err
+    pair = [str(beta), str(gamma)]
+    assert main(["domains", "import", "--model", str(folder), *pair, "--as", "b"]) == 2
+    assert "1 names (--as) for 2 packs" in capsys.readouterr().err
+    assert main(["domains", "import", "--model", str(folder), *pair, "--replace"]) == 0
+    loaded = load_model(folder).eval()
+    x = images(size=32)
+    with torch.no_grad():
+        for domain in ("beta", "gamma"):
+            assert torch.equal(loaded(x, domain), model(x, domain))

@@ -33,9 +33,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("name")
     sub = action("remove", "remove a domain from the model", run_remove)
     sub.add_argument("name")
-    sub = action("import", "add the domain of a pack to the model", run_import)
-    sub.add_argument("pack", type=Path, help="a .safetensors pack (domains export)")
-    sub.add_argument("--as", dest="name", help="the domain's name in the model (default: its own)")
+    sub = action("import", "add the domains of one or more packs to the model", run_import)
+    sub.add_argument(
+        "packs",
+        type=Path,
+        nargs="+",
+        metavar="PACK",
+        help=".safetensors packs (domains export), loaded together: soft packs that mix each "
+        "other's banks need to be",
+    )
+    sub.add_argument(
+        "--as",
+        dest="names",
+        nargs="+",
+        metavar="NAME",
+        help="the domains' names in the model, one per pack (default: their own)",
+    )
     sub.add_argument("--replace", action="store_true", help="overwrite a domain of that name")
     sub = action("export", "write one domain as a pack file", run_export)
     sub.add_argument("name")
@@ -67,8 +80,10 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    name = model_folder.import_pack(args.model, args.pack, args.name, args.replace)
-    print(f"imported {args.pack} as domain {name!r} into {model_folder.model_dir(args.model)}")
+    names = model_folder.import_packs(args.model, args.packs, args.names, args.replace)
+    target = model_folder.model_dir(args.model)
+    for pack, name in zip(args.packs, names, strict=True):
+        print(f"imported {pack} as domain {name!r} into {target}")
     return 0
 
 

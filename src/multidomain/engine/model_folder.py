@@ -23,7 +23,7 @@ from multidomain.locks import folder_lock
 from multidomain.metrics.params import count_parameters
 from multidomain.models import MultiDomainNet
 from multidomain.models.packs import (
-    load_domain,
+    load_domains,
     load_model,
     model_fingerprint,
     save_domain,
@@ -103,15 +103,24 @@ def remove_domain(path: str | os.PathLike, name: str) -> None:
     change_model(path, remove)
 
 
-def import_pack(
-    path: str | os.PathLike, pack: str | os.PathLike, name: str | None, replace: bool
-) -> str:
-    """Add the domain of ``pack`` (as ``name``, default its own); returns its name."""
-    if not Path(pack).is_file():
-        raise InputNotFound(
-            f"pack {pack} not found: give a .safetensors file from `multidomain domains export`"
+def import_packs(
+    path: str | os.PathLike,
+    packs: list[str | os.PathLike],
+    names: list[str] | None,
+    replace: bool,
+) -> list[str]:
+    """Add the domains of ``packs`` together (as ``names``, default their own); returns their
+    names. Loaded at once, so soft packs whose gates mix each other's banks load too."""
+    if names and len(names) != len(packs):
+        raise ConfigError(
+            f"{len(names)} names (--as) for {len(packs)} packs: give one name per pack, or none"
         )
-    return change_model(path, lambda model: load_domain(model, pack, name, replace=replace))
+    for pack in packs:
+        if not Path(pack).is_file():
+            raise InputNotFound(
+                f"pack {pack} not found: give a .safetensors file from `multidomain domains export`"
+            )
+    return change_model(path, lambda model: load_domains(model, packs, names, replace=replace))
 
 
 def export_pack(path: str | os.PathLike, name: str, out: str | os.PathLike) -> None:

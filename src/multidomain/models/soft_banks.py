@@ -103,15 +103,17 @@ def _check_bank(ours: str | None, layer_path: str, bank: str, fingerprint: str, 
     if ours is None:
         raise ConfigError(
             f"{path} needs {where}, which this model lacks: add domain {bank!r} (its pack) to "
-            "the model first or load the packs together (models.packs.load_domains), or load "
-            "the pack into the model it was exported from"
+            "the model first or load the packs together (`multidomain domains import PACK PACK "
+            "...`, models.packs.load_domains), or load the pack into the model it was exported "
+            "from"
         )
     if ours != fingerprint:
         raise ConfigError(
             f"{path} was trained on other weights of {where} (fingerprint {fingerprint[:12]}, "
             f"the model's {ours[:12]}): {bank!r} was retrained or replaced since; load the "
             "pack into the model it was exported from (several packs: together, with "
-            "models.packs.load_domains), or retrain this domain's gates (the soft stage)"
+            "`multidomain domains import PACK PACK ...` or models.packs.load_domains), or "
+            "retrain this domain's gates (the soft stage)"
         )
 
 
@@ -135,7 +137,7 @@ def check_bank_users(
                 f"loading {path} as {name!r} would replace the depthwise bank of domain "
                 f"{name!r} at layer {layer_path}, which the gates of {', '.join(users)} mix: "
                 "their outputs would change; load their packs together with it "
-                "(models.packs.load_domains), or remove those domains first"
+                "(`multidomain domains import PACK PACK ...`), or remove those domains first"
             )
 
 
