@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from multidomain.interpret.bootstrap import Spread
 from multidomain.interpret.broden import BrodenProbe
 from multidomain.interpret.counting import IoUCounter
 from multidomain.interpret.dissect import DissectOptions, ImageInput, run_dissection
@@ -17,6 +18,7 @@ from multidomain.interpret.offline_probe import OfflineProbe
 from multidomain.interpret.probe import Concepts, concept_coverage
 from multidomain.interpret.quantile import TopQuantile, values_above
 from multidomain.interpret.report import write_report
+from multidomain.interpret.summary import GroupStats, answer
 from multidomain.models import create_model
 
 ONES = torch.ones(1, 1, dtype=torch.float64)
@@ -206,6 +208,7 @@ def test_the_report_lists_every_dissected_layer_of_every_network(tmp_path):
         for name in names:
             assert f"| {variant} | {name} |" in text
     assert "**Answer.** Depthwise layers hold" in text
+    assert "Control random-init:" in text and "Control rotated:" in text
     with open(tmp_path / "dissect.csv") as handle:
         rows = list(csv.DictReader(handle))
     units = sum(r.units for r in result.variants["trained"])
@@ -225,3 +228,31 @@ def test_the_dissect_command_reports_a_runs_domain(tmp_path_factory, tmp_path, c
     assert "| trained | stem.conv_dw | depthwise |" in (out / "dissect.md").read_text()
     assert main([*argv[:3], "--domain", "nowhere", *argv[5:]]) == 2
     assert "no domain 'nowhere'" in capsys.readouterr().err
+
+
+def _type_stats(kind: str, unique_per_100: tuple[float, float], level: tuple[float, float]):
+    def spread(value, sd):
+        return Spread(value, sd, value - 2 * sd, value + 2 * sd)
+
+    return GroupStats(
+        kind,
+        kind,
+        100,
+        spread(20.0, 1.0),
+        spread(unique_per_100[0], unique_per_100[1]),
+        spread(*unique_per_100),
+        spread(*level),
+        {},
+    )
+
+
+def test_the_answer_judges_each_difference_against_twice_the_bootstrap_spread():
+    pointwise = _type_stats("pointwise", (1.0, 0.1), (1.0, 0.1))
+    clear = answer([_type_stats("depthwise", (1.5, 0.1), (1.2, 0.1)), pointwise])
+    assert "Concepts per unit: depthwise more (difference +0.50, 2 x spread 0.28)" in clear
+    assert "Concept level: no difference beyond the spread (difference +0.20" in clear
+    lower = answer([_type_stats("depthwise", (0.5, 0.1), (1.0, 0.1)), pointwise])
+    assert "Concepts per unit: depthwise fewer (difference -0.50" in lower
+    controls = {"random-init": [_type_stats("depthwise", (0.3, 0.1), (0.2, 0.1)), pointwise]}
+    text = answer([_type_stats("depthwise", (1.5, 0.1), (1.2, 0.1)), pointwise], controls)
+    assert "Control random-init: 0.30 (depthwise) and 1.00 (pointwise)" in text

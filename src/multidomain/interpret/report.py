@@ -76,10 +76,19 @@ def _coverage_lines(result: Dissection) -> list[str]:
     ]
 
 
+def _answer(result: Dissection) -> str:
+    threshold = result.options.iou_threshold
+    types = {
+        variant: type_table(layers, result.concepts, threshold)
+        for variant, layers in result.variants.items()
+    }
+    trained = types.pop("trained")
+    return answer(trained, types)
+
+
 def markdown(result: Dissection) -> str:
     """The report's text."""
     opts, concepts = result.options, result.concepts
-    trained = result.variants["trained"]
     lines = [
         f"# Network dissection, domain `{result.domain}`",
         "",
@@ -95,7 +104,7 @@ def markdown(result: Dissection) -> str:
         "read before any norm. Spreads: ± bootstrap standard deviation over probe images "
         f"({opts.replicates} Poisson replicates, seed {opts.seed}).",
         "",
-        f"**Answer.** {answer(type_table(trained, concepts, opts.iou_threshold))}",
+        f"**Answer.** {_answer(result)}",
         "",
         "## Per layer type",
         "",

@@ -75,20 +75,52 @@ def type_table(layers: list[LayerResult], concepts: Concepts, threshold: float):
     ]
 
 
-def answer(types: list[GroupStats]) -> str:
-    """The paper's RQ4 answered in one sentence with the numbers."""
+def answer(types: list[GroupStats], controls: dict[str, list[GroupStats]] | None = None) -> str:
+    """The paper's RQ4 answered with the numbers: whether depthwise layers hold more concepts
+    per unit, and higher-level ones, than pointwise layers, each difference judged against
+    twice its bootstrap spread; with ``controls`` (variant -> per-type stats), what the same
+    measures read there, so signal can be told from chance."""
     by_kind = {t.kind: t for t in types}
     if set(by_kind) != {"depthwise", "pointwise"}:
         return "Only one layer type was dissected: the question needs both."
     dw, pw = by_kind["depthwise"], by_kind["pointwise"]
-    more = dw.unique_per_100.value > pw.unique_per_100.value
-    higher = dw.mean_level.value > pw.mean_level.value
-    return (
+    more = _compare(dw.unique_per_100, pw.unique_per_100, "more", "fewer")
+    higher = _compare(dw.mean_level, pw.mean_level, "higher", "lower")
+    text = (
         f"Depthwise layers hold {dw.unique_per_100.value:.2f} ± {dw.unique_per_100.sd:.2f} unique "
         f"concepts per 100 units ({dw.detectors_per_100} detectors per 100 units, mean concept "
-        f"level {dw.mean_level.value:.2f}) against {pw.unique_per_100.value:.2f} ± "
-        f"{pw.unique_per_100.sd:.2f} for pointwise layers ({pw.detectors_per_100} detectors per "
-        f"100 units, level {pw.mean_level.value:.2f}): depthwise layers hold "
-        f"{'more' if more else 'not more'} concepts per unit, and "
-        f"{'higher' if higher else 'not higher'}-level ones, than pointwise layers."
+        f"level {dw.mean_level.value:.2f} ± {dw.mean_level.sd:.2f}) against "
+        f"{pw.unique_per_100.value:.2f} ± {pw.unique_per_100.sd:.2f} for pointwise layers "
+        f"({pw.detectors_per_100} detectors per 100 units, level {pw.mean_level.value:.2f} ± "
+        f"{pw.mean_level.sd:.2f}). Concepts per unit: {more}. Concept level: {higher}."
+    )
+    for variant, stats in (controls or {}).items():
+        text += " " + _control_sentence(variant, stats, dw, pw)
+    return text
+
+
+def _compare(dw: Spread, pw: Spread, above: str, below: str) -> str:
+    """Whether depthwise is ``above``/``below`` pointwise beyond 2 x the pooled spread."""
+    difference = dw.value - pw.value
+    bound = 2.0 * float(np.hypot(dw.sd, pw.sd))
+    if np.isnan(difference):
+        return "not measurable (a layer type has no detector)"
+    verdict = (above if difference > 0 else below) if abs(difference) > bound else "no difference"
+    detail = f"difference {difference:+.2f}, 2 x spread {bound:.2f}"
+    if verdict == "no difference":
+        return f"no difference beyond the spread ({detail})"
+    return f"depthwise {verdict} ({detail})"
+
+
+def _control_sentence(variant: str, stats: list[GroupStats], dw: GroupStats, pw: GroupStats):
+    by_kind = {t.kind: t for t in stats}
+    if set(by_kind) != {"depthwise", "pointwise"}:
+        return ""
+    cdw, cpw = by_kind["depthwise"], by_kind["pointwise"]
+    return (
+        f"Control {variant}: {cdw.unique_per_100.value:.2f} (depthwise) and "
+        f"{cpw.unique_per_100.value:.2f} (pointwise) unique concepts per 100 units, levels "
+        f"{cdw.mean_level.value:.2f} and {cpw.mean_level.value:.2f}, against the trained "
+        f"network's {dw.unique_per_100.value:.2f} and {pw.unique_per_100.value:.2f}, levels "
+        f"{dw.mean_level.value:.2f} and {pw.mean_level.value:.2f}."
     )
