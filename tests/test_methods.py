@@ -83,7 +83,9 @@ def scaled_conv(request: ConvRequest) -> nn.Module:
 @pytest.fixture
 def toy_method(monkeypatch):
     method = Method("scaled", scaled_conv, kinds=("separable",))
-    monkeypatch.setitem(methods_module._METHODS, "scaled", method)  # removed after the test
+    registry = methods_module._METHODS.copy()  # the module's own is restored after the test
+    registry.add("scaled", method)
+    monkeypatch.setattr(methods_module, "_METHODS", registry)
     return method
 
 

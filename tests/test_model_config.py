@@ -134,7 +134,7 @@ def test_a_registered_source_is_rebuilt_from_its_saved_config(tmp_path, monkeypa
         model.config = config
         return model
 
-    monkeypatch.setattr(registry, "_SOURCES", {})
+    monkeypatch.setattr(registry, "_SOURCES", registry._SOURCES.copy())
     registry.register_source("toy", narrow, default_method="depthwise")
     with pytest.raises(ConfigError, match="'toy' is already registered"):
         registry.register_source("toy", narrow, default_method="depthwise")
@@ -179,7 +179,7 @@ def test_adapting_with_other_method_options_reshares_the_pretrained_model(tmp_pa
 def test_a_method_names_what_a_target_trains_by_default(monkeypatch):
     from multidomain.models import methods
 
-    monkeypatch.setattr(methods, "_METHODS", dict(methods._METHODS))
+    monkeypatch.setattr(methods, "_METHODS", methods._METHODS.copy())
     base = methods.get_method("pointwise")
     methods.register_method(
         methods.Method("frozen_dw", base.make_conv, base.kinds, base.options, ("norm", "head"))

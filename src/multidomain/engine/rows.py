@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from multidomain.engine.pretrained import PRETRAIN_METHOD
 from multidomain.errors import ConfigError
+from multidomain.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -62,24 +63,19 @@ class Row:
 
 STD = ("model.source=resnet26_std",)
 
-_ROWS: dict[str, Row] = {}
+_ROWS: Registry[Row] = Registry("row")
 
 
 def register_row(row: Row) -> Row:
-    if row.name in _ROWS:
-        raise ConfigError(f"a row named {row.name!r} is already registered")
-    _ROWS[row.name] = row
-    return row
+    return _ROWS.add(row.name, row)
 
 
 def get_row(name: str) -> Row:
-    if name not in _ROWS:
-        raise ConfigError(f"unknown row {name!r}; rows: {list(_ROWS)}")
-    return _ROWS[name]
+    return _ROWS.get(name)
 
 
 def list_rows() -> list[str]:
-    return list(_ROWS)
+    return _ROWS.names()
 
 
 def is_row(name: str) -> bool:

@@ -17,6 +17,7 @@ from torch import nn
 from multidomain.errors import ConfigError
 from multidomain.models.config import ModelConfig
 from multidomain.models.methods import resolve_options
+from multidomain.registry import Registry
 
 Builder = Callable[[ModelConfig], nn.Module]
 
@@ -42,19 +43,15 @@ class Source:
     check_name: Callable[[str], None] | None = None
 
 
-_BUILDERS: dict[str, Builder] = {}
-_DEFAULT_METHOD: dict[str, str] = {}
-_SOURCES: dict[str, Source] = {}  # prefix -> how its networks are built
+_MODELS: Registry[Source] = Registry("model")  # name -> its builder and default method
+_SOURCES: Registry[Source] = Registry("model source")  # prefix -> how its networks are built
 
 
 def register_model(default_method: str) -> Callable:
     """Register ``fn(config) -> model`` under the function's name."""
 
     def wrap(fn: Builder) -> Builder:
-        if fn.__name__ in _BUILDERS:
-            raise ConfigError(f"a model named {fn.__name__!r} is already registered")
-        _BUILDERS[fn.__name__] = fn
-        _DEFAULT_METHOD[fn.__name__] = default_method
+        _MODELS.add(fn.__name__, Source(fn, default_method))
         return fn
 
     return wrap
@@ -69,21 +66,19 @@ def register_source(
     check_name: Callable[[str], None] | None = None,
 ) -> None:
     """Let ``PREFIX:NAME`` sources be built by ``builder(config)`` (see :class:`Source`)."""
-    if prefix in _SOURCES:
-        raise ConfigError(f"a model source {prefix!r} is already registered")
-    _SOURCES[prefix] = Source(
-        builder, default_method, options or {}, method_defaults or {}, check_name
+    _SOURCES.add(
+        prefix, Source(builder, default_method, options or {}, method_defaults or {}, check_name)
     )
 
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`."""
-    return sorted(_BUILDERS)
+    return sorted(_MODELS.names())
 
 
 def list_sources() -> list[str]:
     """Registered source prefixes (``PREFIX:NAME``)."""
-    return sorted(_SOURCES)
+    return sorted(_SOURCES.names())
 
 
 def check_source(source: str) -> None:
@@ -121,10 +116,8 @@ def _source(source: str) -> Source:
                 f"unknown model source {source!r}: no source {prefix!r} is registered "
                 f"(registered: {list_sources() or 'none'}); or give a model: {list_models()}"
             )
-        return _SOURCES[prefix]
-    if source not in _BUILDERS:
-        raise ConfigError(f"unknown model {source!r}; available: {list_models()}")
-    return Source(_BUILDERS[source], _DEFAULT_METHOD[source])
+        return _SOURCES.get(prefix)
+    return _MODELS.get(source)
 
 
 def create_model(

@@ -41,6 +41,7 @@ from multidomain.layers.per_domain import (
 )
 from multidomain.layers.sepconv import SepConv
 from multidomain.layers.soft_sharing import GATE_ROLE, SoftGates, SoftSepConv
+from multidomain.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -107,25 +108,20 @@ class Method:
         return self.make_conv(request)
 
 
-_METHODS: dict[str, Method] = {}
+_METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(method: Method) -> Method:
     """Add ``method`` to the registry; a name is registered once."""
-    if method.name in _METHODS:
-        raise ConfigError(f"a method named {method.name!r} is already registered")
-    _METHODS[method.name] = method
-    return method
+    return _METHODS.add(method.name, method)
 
 
 def get_method(name: str) -> Method:
-    if name not in _METHODS:
-        raise ConfigError(f"unknown method {name!r}; registered: {list_methods()}")
-    return _METHODS[name]
+    return _METHODS.get(name)
 
 
 def list_methods() -> list[str]:
-    return list(_METHODS)
+    return _METHODS.names()
 
 
 def resolve_options(
@@ -157,7 +153,7 @@ def _is_number_for(default: Any, value: Any) -> bool:
 
 
 def methods_for(kind: str) -> list[str]:
-    return [name for name, method in _METHODS.items() if kind in method.kinds]
+    return [name for name in _METHODS if kind in _METHODS.get(name).kinds]
 
 
 def sharing(owned: frozenset[str]) -> Callable:
