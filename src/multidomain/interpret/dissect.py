@@ -28,6 +28,7 @@ from multidomain.interpret.layers import (
     random_rotation,
     rotate,
     select_layers,
+    spatial_layers,
     watching,
 )
 from multidomain.interpret.masks import layer_counts
@@ -243,7 +244,8 @@ def run_dissection(
     network and the rotated basis (same layers, same probe)."""
     options = options or DissectOptions()
     result = Dissection(probe.description, probe.concepts, concept_coverage(probe), options, domain)
-    refs = select_layers(find_layers(model), layers)
+    example = inputs(probe.batch(np.arange(1)).images)
+    refs = spatial_layers(model, domain, select_layers(find_layers(model), layers), example)
     logger.info("dissecting %d layers on %s", len(refs), probe.description)
     result.variants["trained"] = dissect_model(model, domain, probe, refs, inputs, options)
     if controls:
