@@ -36,30 +36,80 @@ class Images(torch.utils.data.Dataset):
         return self.images[index], 0
 
 
-def test_reestimation_repairs_one_domain_and_leaves_the_others():
-    model = tiny_model()
-    images = torch.randn(16, 3, 32, 32) * 3 + 2  # far from the initial running statistics
-    samples = SeededSamples({"beta": Images(images)})
-    batches = DomainBatches(samples)
-    plan = eval_plan(samples, batch_size=16)  # one batch holding every image
+def converted(source: str):
+    """``source`` converted with domains a and b (timm, the `convert` extra, is needed only
+    for these cases)."""
+    pytest.importorskip("timm")
+    from convert_helpers import two_domains
+
+    return two_domains(source)[1]
+
+
+def batch_norm_count(source: str) -> int:
+    from convert_helpers import original
+
+    return sum(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in original(source).modules()
+    )
+
+
+# (model, the domain re-estimated, the one left alone, that model's count of BN layers)
+MODELS = {
+    "resnet26_dw": (tiny_model, "beta", "alpha", lambda: 26),  # stem, 24 in the blocks, final
+    # converted models: torchvision's BatchNorm2d, timm's BatchNormAct2d
+    **{
+        source: (lambda s=source: converted(s), "b", "a", lambda s=source: batch_norm_count(s))
+        for source in ("torchvision:mobilenet_v3_small", "timm:mobilenetv3_small_100")
+    },
+}
+
+
+def batch_moments(model, domain: str, images: torch.Tensor) -> dict:
+    """``{BN layer: (mean, unbiased variance)}`` of the input of each of ``domain``'s BN layers
+    in a train-mode pass over ``images``: what re-estimating on that one batch must store."""
+    moments = {}
+
+    def record(norm, args):
+        x = args[0].transpose(0, 1).flatten(1)  # channels first
+        moments[norm] = (x.mean(1), x.var(1))
+
+    hooks = [norm.register_forward_pre_hook(record) for norm in domain_norms(model, domain)]
     with torch.no_grad():
         model.train()
-        batch_statistics = model(images, "beta")
-        model.eval()
-        stale = model(images, "beta")
-    assert not torch.allclose(stale, batch_statistics, atol=1e-2)
-    alpha_before = {k: v.clone() for k, v in domain_state_dict(model, "alpha").items()}
-    momenta = [norm.momentum for norm in domain_norms(model, "beta")]
+        model(images, domain)
+    for hook in hooks:
+        hook.remove()
+    return moments
 
-    used = reestimate_bn(model, "beta", batches, plan, torch.device("cpu"))
+
+@pytest.mark.parametrize("name", MODELS)
+def test_reestimation_repairs_one_domain_and_leaves_the_others(name):
+    build, domain, other, norm_count = MODELS[name]
+    model = build()
+    images = torch.randn(16, 3, 32, 32) * 3 + 2  # far from the initial running statistics
+    samples = SeededSamples({domain: Images(images)})
+    batches = DomainBatches(samples)
+    plan = eval_plan(samples, batch_size=16)  # one batch holding every image
+    moments = batch_moments(model, domain, images)
+    with torch.no_grad():
+        model.train()
+        batch_statistics = model(images, domain)
+        model.eval()
+        stale = model(images, domain)
+    assert not torch.allclose(stale, batch_statistics, atol=1e-2)
+    other_before = {k: v.clone() for k, v in domain_state_dict(model, other).items()}
+    norms = domain_norms(model, domain)
+    momenta = [norm.momentum for norm in norms]
+
+    used = reestimate_bn(model, domain, batches, plan, torch.device("cpu"))
 
     assert used == 16
-    with torch.no_grad():
-        repaired = model(images, "beta")
-    # one batch: running statistics = that batch's (up to the unbiased variance)
-    torch.testing.assert_close(repaired, batch_statistics, atol=5e-2, rtol=5e-2)
+    assert len(norms) == len(moments) == norm_count()
+    for norm in norms:  # one batch: running statistics = that batch's
+        mean, var = moments[norm]
+        torch.testing.assert_close(norm.running_mean, mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(norm.running_var, var, rtol=1e-4, atol=1e-5)
     assert not model.training
-    assert [norm.momentum for norm in domain_norms(model, "beta")] == momenta
-    for key, value in domain_state_dict(model, "alpha").items():
-        assert torch.equal(value, alpha_before[key]), key
-    assert len(domain_norms(model, "beta")) == 26  # stem, 24 in the blocks, final
+    assert [norm.momentum for norm in norms] == momenta
+    for key, value in domain_state_dict(model, other).items():
+        assert torch.equal(value, other_before[key]), key
