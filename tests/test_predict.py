@@ -13,6 +13,7 @@ from deploy_helpers import (
 from engine_helpers import DOMAINS, adapted_run
 from multidomain.cli import main
 from multidomain.data.dataset import DecathlonDataset
+from multidomain.models.packs import load_model, save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,3 +53,29 @@ def test_an_unknown_domain_lists_the_models_domains(tmp_path_factory, root, caps
     assert "no domain 'svhn'; its domains: ['animals', 'digits', 'textures']" in (
         capsys.readouterr().err
     )
+
+
+def test_a_model_saved_without_preprocessing_names_the_fix_and_the_fix_works(
+    root, tmp_path, tmp_path_factory, capsys
+):
+    run = adapted_run(tmp_path_factory)
+    trained = load_model(run / "model")
+    older = load_model(run / "model")
+    older.cards.clear()  # as saved before multidomain saved cards
+    save_model(older, tmp_path / "model")
+    image = split_images(root, DOMAINS, per_domain=1)[1][0]  # a digits image
+    assert main(["predict", "--run", str(tmp_path / "model"), "--domain", "digits", image]) == 2
+    err = capsys.readouterr().err
+    assert "domain 'digits' has no saved preprocessing" in err
+    assert "multidomain domains card --model MODEL digits --data ROOT" in err
+
+    args = ["--model", tmp_path / "model", "digits", "--data", root]
+    assert main(["domains", "card", *map(str, args)]) == 0
+    assert '"classes": ["0", "1",' in capsys.readouterr().out
+    assert load_model(tmp_path / "model").card("digits") == trained.card("digits")
+    assert load_model(tmp_path / "model").card("textures").preprocess is None  # untouched
+    _, fixed, _ = predict_json(capsys, "--run", tmp_path / "model", "--domain", "digits", image)
+    _, original, _ = predict_json(capsys, "--run", run, "--domain", "digits", image)
+    assert fixed == original
+    assert main(["domains", "card", *map(str, args[:2]), "textures", "--data", str(tmp_path)]) == 2
+    assert "no devkit tree" in capsys.readouterr().err
