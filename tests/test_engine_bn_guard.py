@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import tiny_model
 from multidomain.engine.batches import DomainBatches, SeededSamples, eval_plan
@@ -36,32 +37,19 @@ class Images(torch.utils.data.Dataset):
         return self.images[index], 0
 
 
-def converted(source: str):
-    """``source`` converted with domains a and b (timm, the `convert` extra, is needed only
-    for these cases)."""
-    pytest.importorskip("timm")
-    from convert_helpers import two_domains
-
-    return two_domains(source)[1]
+# our model; converted ones: torchvision's BatchNorm2d, timm's BatchNormAct2d
+MODELS = ["resnet26_dw", "torchvision:mobilenet_v3_small", "timm:mobilenetv3_small_100"]
 
 
-def batch_norm_count(source: str) -> int:
-    from convert_helpers import original
+def model_case(name: str):
+    """``(model, the domain re-estimated, the domain left alone, its count of BN layers)``."""
+    if name == "resnet26_dw":
+        return tiny_model(), "beta", "alpha", 26  # stem, 24 in the blocks, final
+    pytest.importorskip("timm")  # convert_helpers needs it (the `convert` extra)
+    from convert_helpers import original, two_domains
 
-    return sum(
-        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in original(source).modules()
-    )
-
-
-# (model, the domain re-estimated, the one left alone, that model's count of BN layers)
-MODELS = {
-    "resnet26_dw": (tiny_model, "beta", "alpha", lambda: 26),  # stem, 24 in the blocks, final
-    # converted models: torchvision's BatchNorm2d, timm's BatchNormAct2d
-    **{
-        source: (lambda s=source: converted(s), "b", "a", lambda s=source: batch_norm_count(s))
-        for source in ("torchvision:mobilenet_v3_small", "timm:mobilenetv3_small_100")
-    },
-}
+    norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in original(name).modules())
+    return two_domains(name)[1], "b", "a", norms
 
 
 def batch_moments(model, domain: str, images: torch.Tensor) -> dict:
@@ -84,8 +72,7 @@ def batch_moments(model, domain: str, images: torch.Tensor) -> dict:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_reestimation_repairs_one_domain_and_leaves_the_others(name):
-    build, domain, other, norm_count = MODELS[name]
-    model = build()
+    model, domain, other, norm_count = model_case(name)
     images = torch.randn(16, 3, 32, 32) * 3 + 2  # far from the initial running statistics
     samples = SeededSamples({domain: Images(images)})
     batches = DomainBatches(samples)
@@ -104,7 +91,7 @@ def test_reestimation_repairs_one_domain_and_leaves_the_others(name):
     used = reestimate_bn(model, domain, batches, plan, torch.device("cpu"))
 
     assert used == 16
-    assert len(norms) == len(moments) == norm_count()
+    assert len(norms) == len(moments) == norm_count
     for norm in norms:  # one batch: running statistics = that batch's
         mean, var = moments[norm]
         torch.testing.assert_close(norm.running_mean, mean, rtol=1e-4, atol=1e-5)
