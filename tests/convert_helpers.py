@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from engine_helpers import once
+from multidomain.convert import ConvertedNet, convert
 
 timm = pytest.importorskip("timm")  # the `convert` extra; CI installs it (Makefile)
 
@@ -20,6 +21,7 @@ TIMM = ["mobilenetv2_100", "mobilenetv3_small_100", "mobilenetv3_large_100", "ef
 CONVNEXT = ["torchvision:convnext_tiny", "timm:convnext_tiny"]
 FAMILIES = [f"torchvision:{n}" for n in TORCHVISION] + [f"timm:{n}" for n in TIMM] + CONVNEXT
 NUM_CLASSES = 10
+DOMAINS = {"a": NUM_CLASSES, "b": 5}
 SIZE = 32  # px; every family reduces it to 1x1
 
 
@@ -43,6 +45,19 @@ def original(source: str) -> nn.Module:
         return network.eval().to(memory_format=torch.channels_last)
 
     return copy.deepcopy(once(f"convert:{source}", build))
+
+
+def two_domains(source: str) -> tuple[nn.Module, ConvertedNet]:
+    """The original and its conversion to domains a (from the original) and b (its norms and
+    layer scales changed, so that the domains compute different functions)."""
+    network = original(source)
+    model = convert(network, DOMAINS).eval()
+    for _, container in model.per_domain_modules():
+        if "b" in container:
+            randomize_norms(container["b"], seed=2)
+            for param in container["b"].parameters():
+                param.data.mul_(1.1)  # depthwise kernels and layer scales too
+    return network, model
 
 
 @torch.no_grad()

@@ -12,13 +12,12 @@ from torch import nn
 
 from convert_helpers import (
     FAMILIES,
-    NUM_CLASSES,
     assert_mixed_equals_per_domain,
     images,
     original,
-    randomize_norms,
+    two_domains,
 )
-from multidomain.convert import ConvertedNet, convert
+from multidomain.convert import ConvertedNet
 from multidomain.convert.targets import NORMS, is_depthwise
 from multidomain.engine.bn_guard import domain_norms
 from multidomain.metrics.params import count_parameters
@@ -26,25 +25,11 @@ from multidomain.models.packs import domain_state_dict, load_model, save_model
 from multidomain.models.roles import freeze_for_adaptation, named_parameter_info
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-DOMAINS = {"a": NUM_CLASSES, "b": 5}
 
 
 @pytest.fixture(params=FAMILIES)
 def source(request) -> str:
     return request.param
-
-
-def two_domains(source: str) -> tuple[nn.Module, ConvertedNet]:
-    """The original and its conversion to domains a (from the original) and b (its norms and
-    layer scales changed, so that the domains compute different functions)."""
-    network = original(source)
-    model = convert(network, DOMAINS).eval()
-    for _, container in model.per_domain_modules():
-        if "b" in container:
-            randomize_norms(container["b"], seed=2)
-            for param in container["b"].parameters():
-                param.data.mul_(1.1)  # depthwise kernels and layer scales too
-    return network, model
 
 
 def logits(model: nn.Module, x: torch.Tensor, domain=None) -> torch.Tensor:

@@ -4,9 +4,6 @@ program loaded back in a fresh process, for every registered method, with a dyna
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import tiny_model
+from deploy_helpers import outputs_in_a_fresh_process
 from multidomain.cli import main
 from multidomain.engine.export import ATOL, OPSET, export_domain, run_onnx
 from multidomain.models.cards import DomainCard, Preprocess
@@ -84,24 +82,9 @@ def test_export_programs_load_in_a_fresh_process_and_match(tmp_path):
         export_domain(model, "beta", "export", tmp_path / f"{method}.pt2")
         save_file(expected(model), str(tmp_path / f"{method}.expected.safetensors"))
     save_file(inputs(), str(tmp_path / "inputs.safetensors"))
-    script = textwrap.dedent(
-        """
-        import io, sys
-        from pathlib import Path
-        import torch
-        from safetensors.torch import load_file, save_file
-        folder = Path(sys.argv[1])
-        inputs = load_file(folder / "inputs.safetensors")
-        for path in sorted(folder.glob("*.pt2")):
-            net = torch.export.load(io.BytesIO(path.read_bytes())).module()
-            with torch.no_grad():
-                out = {k: net(x) for k, x in inputs.items()}
-            save_file(out, str(folder / f"{path.stem}.got.safetensors"))
-        """
-    )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=300)
+    outputs = outputs_in_a_fresh_process(tmp_path)
     for method in list_methods():
-        got = load_file(tmp_path / f"{method}.got.safetensors")
+        got = outputs[method]
         want = load_file(tmp_path / f"{method}.expected.safetensors")
         for key in want:
             torch.testing.assert_close(got[key], want[key], atol=ATOL, rtol=0)

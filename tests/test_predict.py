@@ -2,53 +2,27 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from deploy_helpers import (
+    assert_mixed_list_predicts_per_domain,
+    predict_json,
+    split_images,
+    write_list,
+)
 from engine_helpers import DOMAINS, adapted_run
 from multidomain.cli import main
 from multidomain.data.dataset import DecathlonDataset
+from multidomain.models.packs import load_model, save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def split_images(root, per_domain: int = 6) -> list[tuple[str, str]]:
-    """``(image path, domain)`` of the test split, the domains interleaved."""
-    files = {d: DecathlonDataset(root, d, "test").file_names[:per_domain] for d in DOMAINS}
-    return [(str(root / files[d][i]), d) for i in range(per_domain) for d in DOMAINS]
-
-
-def write_list(path, rows) -> None:
-    path.write_text("image,domain\n" + "".join(f"{image},{domain}\n" for image, domain in rows))
-
-
-def predict_json(capsys, *args) -> tuple[int, list[dict], str]:
-    code = main(["predict", *[str(a) for a in args], "--json", "--device", "cpu"])
-    captured = capsys.readouterr()
-    return code, json.loads(captured.out), captured.err
-
-
 def test_a_mixed_list_predicts_what_each_domain_predicts(root, tmp_path, tmp_path_factory, capsys):
     run = adapted_run(tmp_path_factory)
-    rows = split_images(root)
-    write_list(tmp_path / "list.csv", rows)
-    code, mixed, _ = predict_json(
-        capsys, "--run", run, "--list", tmp_path / "list.csv", "--batch-size", "8", "--topk", "3"
+    mixed = assert_mixed_list_predicts_per_domain(
+        capsys, run, split_images(root, DOMAINS), tmp_path / "list.csv"
     )
-    assert code == 0
-    assert [(r["image"], r["domain"]) for r in mixed] == rows  # input order
-    for domain in DOMAINS:
-        images = [image for image, d in rows if d == domain]
-        code, alone, _ = predict_json(
-            capsys, "--run", run, "--domain", domain, *images, "--topk", "3"
-        )
-        assert code == 0
-        ours = [r for r in mixed if r["domain"] == domain]
-        for a, b in zip(ours, alone, strict=True):
-            assert [c["class"] for c in a["top"]] == [c["class"] for c in b["top"]]
-            for ca, cb in zip(a["top"], b["top"], strict=True):
-                assert ca["probability"] == pytest.approx(cb["probability"], abs=1e-5)
     dataset = DecathlonDataset(root, "digits", "test")
     names = {c["name"] for c in dataset.categories}
     assert {c["class"] for r in mixed if r["domain"] == "digits" for c in r["top"]} <= names
@@ -58,7 +32,7 @@ def test_a_corrupt_image_is_reported_and_the_others_predicted(
     root, tmp_path, tmp_path_factory, capsys
 ):
     run = adapted_run(tmp_path_factory)
-    rows = split_images(root, per_domain=2)
+    rows = split_images(root, DOMAINS, per_domain=2)
     (tmp_path / "broken.png").write_bytes(b"not an image")
     rows.insert(2, ("broken.png", "digits"))  # relative: from the list's folder
     rows.append((str(tmp_path / "missing.jpg"), "animals"))
@@ -74,8 +48,34 @@ def test_a_corrupt_image_is_reported_and_the_others_predicted(
 
 def test_an_unknown_domain_lists_the_models_domains(tmp_path_factory, root, capsys):
     run = adapted_run(tmp_path_factory)
-    image = split_images(root, per_domain=1)[0][0]
+    image = split_images(root, DOMAINS, per_domain=1)[0][0]
     assert main(["predict", "--run", str(run), "--domain", "svhn", image]) == 2
     assert "no domain 'svhn'; its domains: ['animals', 'digits', 'textures']" in (
         capsys.readouterr().err
     )
+
+
+def test_a_model_saved_without_preprocessing_names_the_fix_and_the_fix_works(
+    root, tmp_path, tmp_path_factory, capsys
+):
+    run = adapted_run(tmp_path_factory)
+    trained = load_model(run / "model")
+    older = load_model(run / "model")
+    older.cards.clear()  # as saved before multidomain saved cards
+    save_model(older, tmp_path / "model")
+    image = split_images(root, DOMAINS, per_domain=1)[1][0]  # a digits image
+    assert main(["predict", "--run", str(tmp_path / "model"), "--domain", "digits", image]) == 2
+    err = capsys.readouterr().err
+    assert "domain 'digits' has no saved preprocessing" in err
+    assert "multidomain domains card --model MODEL digits --data ROOT" in err
+
+    args = ["--model", tmp_path / "model", "digits", "--data", root]
+    assert main(["domains", "card", *map(str, args)]) == 0
+    assert '"classes": ["0", "1",' in capsys.readouterr().out
+    assert load_model(tmp_path / "model").card("digits") == trained.card("digits")
+    assert load_model(tmp_path / "model").card("textures").preprocess is None  # untouched
+    _, fixed, _ = predict_json(capsys, "--run", tmp_path / "model", "--domain", "digits", image)
+    _, original, _ = predict_json(capsys, "--run", run, "--domain", "digits", image)
+    assert fixed == original
+    assert main(["domains", "card", *map(str, args[:2]), "textures", "--data", str(tmp_path)]) == 2
+    assert "no devkit tree" in capsys.readouterr().err

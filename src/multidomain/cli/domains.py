@@ -53,6 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = action("export", "write one domain as a pack file", run_export)
     sub.add_argument("name")
     sub.add_argument("--out", required=True, type=Path, help="pack file to write (.safetensors)")
+    sub = action(
+        "card",
+        "set a domain's class names and preprocessing from the data it was trained on "
+        "(models saved before multidomain saved them)",
+        run_card,
+    )
+    sub.add_argument("name")
+    sub.add_argument("--data", required=True, help="the devkit tree the domain was trained on")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -90,4 +98,10 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     model_folder.export_pack(args.model, args.name, args.out)
     print(f"domain {args.name!r} written to {args.out}")
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    card = model_folder.set_card(args.model, args.name, args.data)
+    print(f"domain {args.name!r}: {json.dumps(card.to_fields())}")
     return 0

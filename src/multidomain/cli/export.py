@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from multidomain.engine.export import FORMATS, OPSET, export_domain
@@ -35,7 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+# torch's ONNX exporter logs each of its optimiser's rewrites at INFO (a hundred lines per
+# network): shown with -v only.
+EXPORTER_LOGGERS = ("onnxscript", "onnx_ir")
+
+
 def run(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        for name in EXPORTER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     model = load_model(model_dir(args.run))
     size = tuple(args.size) if args.size else None
     info = export_domain(model, args.domain, args.fmt, args.out, size, args.opset)

@@ -138,17 +138,23 @@ def build_samples(
 
 
 def domain_cards(benchmark: Benchmark, samples: SeededSamples) -> dict[str, DomainCard]:
-    """The card of each domain of ``samples``: its class names (the categories in class order)
-    and its benchmark's evaluation preprocessing, saved with the model for ``predict``."""
-    cards = {}
-    for domain, dataset in zip(samples.domains, samples.datasets, strict=True):
-        info = benchmark.domain(domain)
-        preprocess = Preprocess(
-            info.crop, info.mean, info.std, benchmark.image_size, benchmark.crop_size
-        )
-        classes = tuple(str(category["name"]) for category in dataset.categories)
-        cards[domain] = DomainCard(classes, preprocess)
-    return cards
+    """The card of each domain of ``samples`` (:func:`domain_card`), saved with the model for
+    ``predict``."""
+    return {
+        domain: domain_card(benchmark, domain, dataset)
+        for domain, dataset in zip(samples.domains, samples.datasets, strict=True)
+    }
+
+
+def domain_card(benchmark: Benchmark, domain: str, dataset: DecathlonDataset) -> DomainCard:
+    """``domain``'s class names (the categories of ``dataset`` in class order) and its
+    benchmark's evaluation preprocessing."""
+    info = benchmark.domain(domain)
+    preprocess = Preprocess(
+        info.crop, info.mean, info.std, benchmark.image_size, benchmark.crop_size
+    )
+    classes = tuple(str(category["name"]) for category in dataset.categories)
+    return DomainCard(classes, preprocess)
 
 
 def split_samples(

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from multidomain.engine.predict import SET_CARD
 from multidomain.errors import ConfigError
 from multidomain.io import atomic_path, write_json
 from multidomain.layers import Route, routing
@@ -68,6 +69,7 @@ def input_size(model: MultiDomainNet, domain: str, size: tuple[int, int] | None)
             f"the input size of domain {domain!r} is not known from its preprocessing "
             f"({'none saved' if preprocess is None else 'images used as stored'}): give "
             "--size HEIGHT WIDTH"
+            + ("" if preprocess is not None else f", or {SET_CARD.format(domain=domain)}")
         )
     return preprocess.image_size, preprocess.image_size
 

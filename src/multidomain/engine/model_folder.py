@@ -15,13 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from multidomain.data.benchmark import load_benchmark
+from multidomain.data.dataset import DecathlonDataset
+from multidomain.engine import data_setup
 from multidomain.engine.builders import resolve_model_dir
+from multidomain.engine.config import DataConfig
 from multidomain.engine.run_dir import MODEL_TEMP_PREFIX, replace_folder
 from multidomain.errors import ConfigError, InputNotFound
 from multidomain.io import make_temp_dir
 from multidomain.locks import folder_lock
 from multidomain.metrics.params import count_parameters
 from multidomain.models import MultiDomainNet
+from multidomain.models.cards import DomainCard
 from multidomain.models.packs import (
     load_domains,
     load_model,
@@ -131,3 +136,25 @@ def export_pack(path: str | os.PathLike, name: str, out: str | os.PathLike) -> N
     model = load_model(model_dir(path))
     check_domain(model, name)
     save_domain(model, name, out)
+
+
+def set_card(path: str | os.PathLike, name: str, data_root: str | os.PathLike) -> DomainCard:
+    """Write domain ``name``'s card (class names and preprocessing) read off the devkit tree
+    ``data_root`` it was trained on: for a model saved before multidomain saved cards, whose
+    domains ``predict`` and ``export`` cannot otherwise prepare images for. Returns the card."""
+    root = data_setup.resolve_root(DataConfig(root=str(data_root)))
+    benchmark = load_benchmark(root)
+    dataset = DecathlonDataset(root, name, "train", benchmark=benchmark)
+    card = data_setup.domain_card(benchmark, name, dataset)
+
+    def set_it(model: MultiDomainNet) -> None:
+        check_domain(model, name)
+        if len(card.classes) != model.domains[name]:
+            raise ConfigError(
+                f"domain {name!r} of {root} has {len(card.classes)} classes, the model's "
+                f"{model.domains[name]}: give --data the tree the domain was trained on"
+            )
+        model.cards[name] = card
+
+    change_model(path, set_it)
+    return card

@@ -23,6 +23,11 @@ from multidomain.errors import ConfigError, DataError, InputNotFound
 from multidomain.models import MultiDomainNet
 
 logger = logging.getLogger(__name__)
+# How to give a domain saved before cards existed its class names and preprocessing.
+SET_CARD = (
+    "set them with `multidomain domains card --model MODEL {domain} --data ROOT` (ROOT: the "
+    "devkit tree the domain was trained on)"
+)
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,7 @@ def domain_transforms(model: MultiDomainNet, domains: Iterable[str]) -> dict[str
         if preprocess is None:
             raise ConfigError(
                 f"domain {domain!r} has no saved preprocessing (its pack was written before "
-                "multidomain saved it): train or adapt it again with this version, or import a "
-                "pack exported by it"
+                f"multidomain saved it): {SET_CARD.format(domain=domain)}"
             )
         transforms[domain] = build_transform(
             preprocess.crop,
