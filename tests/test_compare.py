@@ -113,6 +113,17 @@ def test_version_2_starts_from_the_shipped_source_weights(tmp_path):
     assert len([s for s in build_plan(select_rows("paper"), 1, quick) if s.row is None]) == 3
 
 
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_scratch_row_starts_from_no_weights(tmp_path, version, quick):
+    """Version 2's finetune recipe starts from the shipped weights: scratch must clear that
+    (it trained from them, and failed under --quick, whose width they do not have)."""
+    plan = build_plan(select_rows("scratch"), 1, Settings(tmp_path, version, quick=quick))
+    (scratch,) = plan
+    assert scratch.config.model.init is None
+    assert scratch.config.data.domains[0] == ("emoji" if version == 2 else "animals")
+
+
 # -- the rule of the sentences ----------------------------------------------------------------
 def test_a_difference_exceeds_the_spread_only_beyond_two_pooled_stds():
     a, b = summarize([10.0, 12.0, 14.0]), summarize([5.0, 6.0, 7.0])  # std 2 and 1

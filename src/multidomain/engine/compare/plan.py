@@ -94,8 +94,10 @@ def row_stage(row: Row, seed: int, settings: Settings) -> Stage:
 
 
 def _start(row: Row, seed: int, settings: Settings) -> list[str]:
-    """``model.init`` of the row; a row from random init also trains the source domain from
-    scratch (the Decathlon's scratch row has one network per domain, the source's among them)."""
+    """``model.init`` of the row; a row from random init starts from no weights at all (its
+    recipe's ``model.init``, version 2's shipped weights, is cleared) and also trains the source
+    domain from scratch (the Decathlon's scratch row has one network per domain, the source's
+    among them)."""
     if row.after is not None:
         return [f"model.init={row_folder(settings.out, row.after, seed)}"]
     if row.pretraining is not None:
@@ -106,4 +108,4 @@ def _start(row: Row, seed: int, settings: Settings) -> list[str]:
         row_recipe(row, settings.version), settings.data_root, list(row.overrides)
     )
     domains = [*source.data.domains, *targets.data.domains]
-    return [f"data.domains=[{', '.join(domains)}]"]
+    return ["model.init=null", f"data.domains=[{', '.join(domains)}]"]
