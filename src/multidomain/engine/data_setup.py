@@ -133,6 +133,8 @@ def build_samples(
         train[domain], val[domain] = build_datasets(
             root, domain, data.protocol, skip_bad=data.skip_bad, benchmark=benchmark
         )
+        if domain in data.train_per_class:
+            train[domain].keep_first_per_class(data.train_per_class[domain])
     validation = SeededSamples(val) if data.protocol == "train" else None
     return SeededSamples(train, seed=seed), validation
 
