@@ -133,3 +133,19 @@ def test_keep_first_per_class_keeps_a_fixed_subset_in_the_split_order(tree):
     assert subset.labels == [full.labels[i] for i in expected]
     assert subset.num_classes == full.num_classes and len(subset) == 2 * full.num_classes
     assert torch.equal(subset[1][0], full[expected[1]][0])
+
+
+def test_a_runs_train_per_class_cuts_its_training_samples_only(tree):
+    from multidomain.data.benchmark import load_benchmark
+    from multidomain.engine.config import DataConfig
+    from multidomain.engine.data_setup import build_samples
+
+    data = DataConfig(root=str(tree), domains=["dtd", "svhn"], train_per_class={"dtd": 1})
+    train, val = build_samples(tree, data, load_benchmark(tree), seed=0)
+    full_train, full_val = build_samples(
+        tree, DataConfig(domains=["dtd", "svhn"]), load_benchmark(tree), 0
+    )
+    sizes = dict(zip(train.domains, map(len, train.datasets), strict=True))
+    full = dict(zip(full_train.domains, map(len, full_train.datasets), strict=True))
+    assert sizes == {"dtd": train.datasets[0].num_classes, "svhn": full["svhn"]}
+    assert len(val) == len(full_val)  # validation stays whole
