@@ -113,6 +113,39 @@ def test_version_2_starts_from_the_shipped_source_weights(tmp_path):
     assert len([s for s in build_plan(select_rows("paper"), 1, quick) if s.row is None]) == 3
 
 
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_scratch_row_starts_from_no_weights(tmp_path, version, quick):
+    """Version 2's finetune recipe starts from the shipped weights: scratch must clear that
+    (it trained from them, and failed under --quick, whose width they do not have)."""
+    plan = build_plan(select_rows("scratch"), 1, Settings(tmp_path, version, quick=quick))
+    (scratch,) = plan
+    assert scratch.config.model.init is None
+    assert scratch.config.data.domains[0] == ("emoji" if version == 2 else "animals")
+
+
+def test_quick_on_version_2_trains_on_a_fixed_subset_of_the_source(tmp_path):
+    """--quick on version 2: the first 2 training images of each emoji class in every stage
+    (the same subset for every row and seed); not without --quick, nor on version 1."""
+    for seed_stages in (build_plan(select_rows("paper"), 2, Settings(tmp_path, 2, quick=True)),):
+        assert {s.config.data.train_per_class.get("emoji") for s in seed_stages} == {2}
+    for version, quick in [(2, False), (1, True)]:
+        plan = build_plan(select_rows("paper"), 1, Settings(tmp_path, version, quick=quick))
+        assert all(s.config.data.train_per_class == {} for s in plan)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_stage_builds_its_rows_backbone_and_method(tmp_path, version):
+    """The recipes differ between versions (mini2/finetune is resnet26_std): a row says its
+    backbone itself (finetune-dw trained a resnet26_std from resnet26_dw weights, and failed)."""
+    for stage in build_plan(select_rows("paper"), 1, settings(tmp_path, version=version)):
+        if stage.row is not None:
+            row = get_row(stage.row)
+            assert (stage.config.model.source, stage.config.model.method) == (
+                row.source, row.method,
+            ), stage.label  # fmt: skip
+
+
 # -- the rule of the sentences ----------------------------------------------------------------
 def test_a_difference_exceeds_the_spread_only_beyond_two_pooled_stds():
     a, b = summarize([10.0, 12.0, 14.0]), summarize([5.0, 6.0, 7.0])  # std 2 and 1

@@ -119,3 +119,33 @@ def test_decoded_bytes_estimates_the_cache_size(tree):
     ds = DecathlonDataset(tree, "svhn", "train")
     width, height = Image.open(tree / ds.file_names[0]).size
     assert ds.decoded_bytes() == 3 * width * height * len(ds)
+
+
+def test_keep_first_per_class_keeps_a_fixed_subset_in_the_split_order(tree):
+    full = DecathlonDataset(tree, "dtd", ("train", "val"), train=False)  # no random crops
+    subset = DecathlonDataset(tree, "dtd", ("train", "val"), train=False)
+    subset.keep_first_per_class(2)
+    expected = []
+    for label in range(full.num_classes):
+        expected += [i for i, x in enumerate(full.labels) if x == label][:2]
+    expected.sort()
+    assert subset.image_ids == [full.image_ids[i] for i in expected]
+    assert subset.labels == [full.labels[i] for i in expected]
+    assert subset.num_classes == full.num_classes and len(subset) == 2 * full.num_classes
+    assert torch.equal(subset[1][0], full[expected[1]][0])
+
+
+def test_a_runs_train_per_class_cuts_its_training_samples_only(tree):
+    from multidomain.data.benchmark import load_benchmark
+    from multidomain.engine.config import DataConfig
+    from multidomain.engine.data_setup import build_samples
+
+    data = DataConfig(root=str(tree), domains=["dtd", "svhn"], train_per_class={"dtd": 1})
+    train, val = build_samples(tree, data, load_benchmark(tree), seed=0)
+    full_train, full_val = build_samples(
+        tree, DataConfig(domains=["dtd", "svhn"]), load_benchmark(tree), 0
+    )
+    sizes = dict(zip(train.domains, map(len, train.datasets), strict=True))
+    full = dict(zip(full_train.domains, map(len, full_train.datasets), strict=True))
+    assert sizes == {"dtd": train.datasets[0].num_classes, "svhn": full["svhn"]}
+    assert len(val) == len(full_val)  # validation stays whole

@@ -120,3 +120,28 @@ def test_eval_of_a_folder_without_a_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished model") as raised:
         evaluate_run(tmp_path, "val")
     assert "--resume" in str(raised.value)
+
+
+def test_evaluations_sharing_kept_images_give_the_same_reports_and_decode_each_file_once(
+    tmp_path_factory, tmp_path, monkeypatch
+):
+    """A compare evaluates every run on one test split with ``kept_images``: the reports and
+    the submissions are those of evaluations on their own, and a file is decoded once."""
+    from multidomain.data import dataset as dataset_module
+
+    runs = [pretrained_run(tmp_path_factory), adapted_run(tmp_path_factory)]
+    alone = [evaluate_run(run, "test", out=tmp_path / f"alone{i}") for i, run in enumerate(runs)]
+    decoded = []
+    load = dataset_module.load_rgb
+    monkeypatch.setattr(dataset_module, "load_rgb", lambda path: decoded.append(path) or load(path))
+    kept: dict = {}
+    shared = [
+        evaluate_run(run, "test", out=tmp_path / f"kept{i}", kept_images=kept)
+        for i, run in enumerate(runs)
+    ]
+    assert shared == alone
+    for i in range(len(runs)):
+        assert (tmp_path / f"kept{i}" / "results.json").read_bytes() == (
+            tmp_path / f"alone{i}" / "results.json"
+        ).read_bytes()
+    assert decoded and len(decoded) == len(set(decoded))  # the adapted run re-reads none

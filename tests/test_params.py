@@ -9,7 +9,11 @@ import torch
 
 from multidomain.cli import main
 from multidomain.decathlon import NUM_CLASSES
-from multidomain.metrics.params import count_parameters, reference_parameters
+from multidomain.metrics.params import (
+    count_parameters,
+    independent_parameters,
+    reference_parameters,
+)
 from multidomain.models import create_model
 
 DEPTHWISE, POINTWISE, NORM = 60_507, 2_580_672, 15_488
@@ -110,3 +114,34 @@ def test_soft_sharing_counts_its_gates_under_their_owner(capsys):
 def test_a_row_on_another_backbone_is_refused(capsys):
     assert main(["params", "--model", "resnet26_dw", "--method", "feature"]) == 2
     assert "row 'feature' is on resnet26_std" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("source", "method", "width"),
+    [("resnet26_dw", "pointwise", 1.0), ("resnet26_dw", "soft", 0.25),
+     ("resnet26_std", "series", 0.5), ("resnet26_std", "parallel", 0.125),
+     ("resnet26_std", "all", 1.0)],
+)  # fmt: skip
+def test_independent_and_reference_counts_equal_a_fully_built_model(source, method, width):
+    """The counts read off a model built without initialisation (and remembered) equal those
+    of a model built, and initialised, the ordinary way."""
+    domains = {"a": 10, "b": 47, "c": 3}
+    model = create_model(source, domains, method, width=width)
+    independent = create_model(source, domains, "none", width=width)
+    assert independent_parameters(model) == sum(p.numel() for p in independent.parameters())
+    reference = create_model("resnet26_std", {"r": 1}, "none", width=width)
+    heads = sum(p.numel() for p in reference.head.parameters())
+    assert reference_parameters(width) == sum(p.numel() for p in reference.parameters()) - heads
+    assert independent_parameters(model) == independent_parameters(model)  # remembered: same
+
+
+def test_counting_leaves_the_random_state_and_later_initialisation_alone():
+    """Counting skips init only inside its own build: a model built after a count (of a new
+    configuration, so that it builds) is initialised exactly as without the count."""
+    model = create_model("resnet26_dw", {"a": 5}, width=0.375)
+    torch.manual_seed(3)
+    expected = create_model("resnet26_dw", {"a": 5}, width=0.125).state_dict()
+    torch.manual_seed(3)
+    assert independent_parameters(model) > 0
+    after = create_model("resnet26_dw", {"a": 5}, width=0.125).state_dict()
+    assert all(torch.equal(expected[k], after[k]) for k in expected)

@@ -63,6 +63,8 @@ BAD_SETTINGS = [
     ("data.workers", "-1", "-1"),
     ("data.protocol", "all", "'all'"),
     ("data.cache_limit_gb", "0", "0"),
+    ("data.train_per_class", "{emoji: 0}", "{'emoji': 0}"),
+    ("data.train_per_class", "2", "2"),
     ("data.offline_image_size", "4", "4"),
     ("model.source", "resnet26", "'resnet26'"),
     ("model.source", "torchvision:x", "'torchvision:x'"),

@@ -128,6 +128,21 @@ class DecathlonDataset(Dataset):
         except DataError as err:  # e.g. an image smaller than the crop: name the file
             raise DataError(f"{self.root / self.file_names[position]}: {err}") from err
 
+    def keep_first_per_class(self, limit: int) -> None:
+        """Keep the first ``limit`` images of each class, in the split's order (a fixed subset:
+        the same on every run); the classes stay as they are, however few images remain."""
+        if self.cache:
+            raise RuntimeError("keep_first_per_class before the first image is loaded")
+        seen: dict[int, int] = {}
+        kept = []
+        for position, label in enumerate(self.labels):
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] <= limit:
+                kept.append(position)
+        self.image_ids = [self.image_ids[i] for i in kept]
+        self.file_names = [self.file_names[i] for i in kept]
+        self.labels = [self.labels[i] for i in kept]
+
     def enable_cache(self) -> None:
         """Keep images decoded from now on (as the ``cache_images`` argument does)."""
         if self.cache is None:

@@ -57,6 +57,9 @@ class DataConfig:
     # auto = when loading runs in the training process and they fit in cache_limit_gb
     cache_images: bool | str = "auto"
     cache_limit_gb: float = 2.0
+    # domain -> at most this many training images a class, the first of each class in the
+    # split's order (a fixed subset; compare --quick trains on a subset of the source this way)
+    train_per_class: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_section(self, "data")
@@ -231,6 +234,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.workers": (lambda v: v >= 0, "an integer >= 0 or null (automatic)"),
     "data.cache_images": (lambda v: v in (True, False, "auto"), "true, false or auto"),
     "data.cache_limit_gb": (lambda v: _finite(v) and v > 0, "a number > 0"),
+    "data.train_per_class": (
+        lambda v: all(_is_name(k) and x >= 1 for k, x in v.items()),
+        "a mapping of domain name to an integer >= 1, e.g. {emoji: 2}",
+    ),
     "model.source": (
         _is_source,
         f"a registered model ({', '.join(list_models())}) or PREFIX:NAME of a registered "

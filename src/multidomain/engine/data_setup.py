@@ -133,6 +133,8 @@ def build_samples(
         train[domain], val[domain] = build_datasets(
             root, domain, data.protocol, skip_bad=data.skip_bad, benchmark=benchmark
         )
+        if domain in data.train_per_class:
+            train[domain].keep_first_per_class(data.train_per_class[domain])
     validation = SeededSamples(val) if data.protocol == "train" else None
     return SeededSamples(train, seed=seed), validation
 
@@ -158,17 +160,38 @@ def domain_card(benchmark: Benchmark, domain: str, dataset: DecathlonDataset) ->
 
 
 def split_samples(
-    root: Path, domains: list[str], split: str, benchmark: Benchmark, skip_bad: bool = False
+    root: Path,
+    domains: list[str],
+    split: str,
+    benchmark: Benchmark,
+    skip_bad: bool = False,
+    kept: dict[tuple, DecathlonDataset] | None = None,
 ) -> SeededSamples:
-    """Evaluation samples (recipe test transform) of one split for several domains."""
+    """Evaluation samples (recipe test transform) of one split for several domains.
+
+    ``kept``: where to keep each domain's dataset, its decoded images included, for the next
+    call on the same root and split (a compare evaluates many runs on one test split: each
+    file is then decoded once; the images are those decoding gives, so the results are too).
+    """
     return SeededSamples(
         {
-            domain: DecathlonDataset(
-                root, domain, split, train=False, skip_bad=skip_bad, benchmark=benchmark
-            )
+            domain: _split_dataset(root, domain, split, benchmark, skip_bad, kept)
             for domain in domains
         }
     )
+
+
+def _split_dataset(root, domain, split, benchmark, skip_bad, kept) -> DecathlonDataset:
+    key = (str(Path(root).resolve()), domain, split, skip_bad)
+    if kept is not None and key in kept:
+        return kept[key]
+    dataset = DecathlonDataset(
+        root, domain, split, train=False, skip_bad=skip_bad, benchmark=benchmark,
+        cache_images=kept is not None,
+    )  # fmt: skip
+    if kept is not None:
+        kept[key] = dataset
+    return dataset
 
 
 def skipped_images(*samples: SeededSamples | None) -> dict[str, int]:

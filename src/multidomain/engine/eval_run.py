@@ -80,13 +80,19 @@ def evaluate_run(
     bn_reestimate: bool = False,
     workers: int = 0,
     out: str | Path | None = None,
+    kept_images: dict | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``RUN_DIR/model`` on ``split``; writes ``eval.json`` (and ``results.json``)
-    into ``out`` (default: the run folder), which is locked while the command runs."""
+    into ``out`` (default: the run folder), which is locked while the command runs.
+
+    ``kept_images``: a dict shared by several evaluations on the same data, which then decode
+    each image once (``data_setup.split_samples``'s ``kept``)."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
     with _output_lock(out, run_dir):
-        return _evaluate(run_dir, split, data_root, domains, bn_reestimate, workers, out)
+        return _evaluate(
+            run_dir, split, data_root, domains, bn_reestimate, workers, out, kept_images
+        )
 
 
 @contextlib.contextmanager
@@ -110,14 +116,16 @@ def _output_lock(out: Path, run_dir: Path) -> Iterator[None]:
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-def _evaluate(run_dir, split, data_root, domains, bn_reestimate, workers, out) -> dict[str, Any]:
+def _evaluate(
+    run_dir, split, data_root, domains, bn_reestimate, workers, out, kept_images=None
+) -> dict[str, Any]:
     model = load_run_model(run_dir)
     root = run_data_root(run_dir, data_root)
     benchmark = load_benchmark(root)
     domains = select_domains(model, benchmark, domains)
     device = resolve_device("auto", DistInfo())
     model.to(device)
-    samples = data_setup.split_samples(root, domains, split, benchmark)
+    samples = data_setup.split_samples(root, domains, split, benchmark, kept=kept_images)
     batches = DomainBatches(samples, workers, device.type == "cuda")
     if bn_reestimate:
         _reestimate(model, root, domains, benchmark, device, workers)

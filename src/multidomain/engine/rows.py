@@ -118,7 +118,8 @@ for _row in (
         ("model.method=depthwise",), "pointwise, norm, head", "RQ2"),
     Row("soft", "resnet26_dw", "soft", "row:pointwise", "mini/soft", (),
         "gates, norm, own last pointwise, head", "RQ3"),
-    Row("finetune-dw", "resnet26_dw", "none", "pretrained", "mini/finetune", (),
+    Row("finetune-dw", "resnet26_dw", "none", "pretrained", "mini/finetune",
+        ("model.source=resnet26_dw",),
         "everything it owns"),
 ):  # fmt: skip
     register_row(_row)

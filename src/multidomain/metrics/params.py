@@ -8,12 +8,16 @@ ResNet-26 = 1x, the tables' convention), at the same width.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from multidomain.models import build_model, create_model
+from multidomain.models import ModelConfig, build_model
 from multidomain.models.roles import named_parameter_info
 
 REFERENCE_MODEL = "resnet26_std"
@@ -64,18 +68,48 @@ def count_parameters(model: nn.Module) -> ParamReport:
 
 def reference_parameters(width: float = 1.0) -> int:
     """Parameters of one ``resnet26_std`` without its head (5,814,688 at width 1)."""
-    with torch.device("meta"):  # counts shapes only; allocates nothing
-        reference = create_model(REFERENCE_MODEL, {"reference": 1}, width=width)
-    return sum(p.numel() for _, p, info in named_parameter_info(reference) if info.role != "head")
+    config = ModelConfig(source=REFERENCE_MODEL, domains={"reference": 1}, width=width)
+    return _shape_count(_config_key(config), with_heads=False)
 
 
 def independent_parameters(model: nn.Module) -> int:
     """Parameters of one independent network per domain (same architecture and heads): the
     cost of not sharing anything, against which the paper's savings are measured."""
     config = dataclasses.replace(model.config, method="none", method_options={})
-    with torch.device("meta"):
-        independent = build_model(config)
-    return sum(p.numel() for p in independent.parameters())
+    return _shape_count(_config_key(config), with_heads=True)
+
+
+def _config_key(config: ModelConfig) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+@functools.cache
+def _shape_count(config_key: str, with_heads: bool) -> int:
+    """Parameters of the model ``config_key`` (a :class:`ModelConfig` as JSON) describes, read
+    off a copy built on the meta device: shapes only, nothing allocated, nothing initialised.
+    Remembered per configuration: a compare evaluates many runs of one architecture."""
+    with torch.device("meta"), _SkipInit():
+        model = build_model(ModelConfig.from_dict(json.loads(config_key)))
+    return sum(
+        p.numel() for _, p, info in named_parameter_info(model) if with_heads or info.role != "head"
+    )
+
+
+class _SkipInit(TorchFunctionMode):
+    """Skips ``torch.nn.init``'s fills (and the tensor methods they call). On the meta device
+    they write no values, yet run torch's slow Python reference kernels (``torch._refs``):
+    most of the time a parameter count took."""
+
+    SKIPPED = frozenset(
+        [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+        + ["normal_", "uniform_", "fill_", "zero_", "exponential_", "random_", "bernoulli_"]
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def format_report(report: ParamReport) -> str:

@@ -18,15 +18,16 @@ from multidomain.metrics.decathlon_score import domain_points
 BASELINE_ROW = "finetune"
 
 
-def test_report(folder: Path) -> dict[str, Any]:
+def test_report(folder: Path, kept_images: dict | None = None) -> dict[str, Any]:
     """The run's test evaluation: its ``eval.json`` when it is newer than the model, else a
-    fresh ``evaluate_run`` (which writes it)."""
+    fresh ``evaluate_run`` (which writes it). ``kept_images``: shared by the evaluations of
+    one compare, which then decode each test image once."""
     cached, model = folder / "eval.json", folder / "model" / "config.json"
     if cached.is_file() and cached.stat().st_mtime >= model.stat().st_mtime:
         report = read_json(cached, "evaluation")
         if report.get("split") == "test":
             return report
-    return evaluate_run(folder, "test")
+    return evaluate_run(folder, "test", kept_images=kept_images)
 
 
 def accuracies(report: dict[str, Any]) -> dict[str, float]:
@@ -74,15 +75,16 @@ def collect(stages: list[Stage]) -> Results:
     by_folder = {s.folder: s for s in stages}
     rows: dict[str, RowResult] = {}
     reports: dict[tuple[str, int], dict[str, Any]] = {}
+    kept_images: dict = {}  # every run is evaluated on the same test images
     for stage in (s for s in stages if s.row is not None):
-        report = test_report(stage.folder)
+        report = test_report(stage.folder, kept_images)
         reports[(stage.row, stage.seed)] = report
         _add_run(rows, stage, report, by_folder)
     domains = list(next(iter(reports.values()))["domains"])
     baselines, note = score_scale(rows, reports, domains)
     for result in rows.values():
         result.scores = _scores(result, domains, baselines)
-    source, pair = source_accuracies(stages)
+    source, pair = source_accuracies(stages, kept_images)
     data_root = next(iter(reports.values()))["data_root"]
     return Results(rows, domains, note, baselines, source, pair, data_root)
 
@@ -145,7 +147,9 @@ def _scores(result: RowResult, domains, baselines) -> list[float] | None:
     ]
 
 
-def source_accuracies(stages: list[Stage]) -> tuple[str | None, dict[str, list[float]]]:
+def source_accuracies(
+    stages: list[Stage], kept_images: dict | None = None
+) -> tuple[str | None, dict[str, list[float]]]:
     """Each backbone's test top-1 on the source domain after its plain pretraining (RQ1)."""
     plain = [
         s
@@ -157,12 +161,14 @@ def source_accuracies(stages: list[Stage]) -> tuple[str | None, dict[str, list[f
     for stage in plain:
         source = stage.config.data.domains[0]
         pair.setdefault(stage.pretraining[0], []).append(
-            accuracies(test_report(stage.folder))[source]
+            accuracies(test_report(stage.folder, kept_images))[source]
         )
-    return (source, pair) if plain else _shipped_source_accuracies(stages)
+    return (source, pair) if plain else _shipped_source_accuracies(stages, kept_images)
 
 
-def _shipped_source_accuracies(stages: list[Stage]) -> tuple[str | None, dict[str, list[float]]]:
+def _shipped_source_accuracies(
+    stages: list[Stage], kept_images: dict | None = None
+) -> tuple[str | None, dict[str, list[float]]]:
     """Without pretraining stages (shipped source weights): the source domain's test top-1 in
     the first row per backbone that starts from the plain pretraining and leaves the source's
     weights as they came (every such row: the source domain is not among its targets)."""
@@ -172,7 +178,7 @@ def _shipped_source_accuracies(stages: list[Stage]) -> tuple[str | None, dict[st
         rows = [s for s in stages if s.row and _plain_start(s.row) == backbone]
         first = rows and rows[0].row
         for stage in (s for s in rows if s.row == first):
-            report = accuracies(test_report(stage.folder))
+            report = accuracies(test_report(stage.folder, kept_images))
             source = next(d for d in report if d not in stage.config.data.domains)
             pair.setdefault(backbone, []).append(report[source])
     return source, pair
