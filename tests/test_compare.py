@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from engine_helpers import TINY, once
 from multidomain.cli import main
@@ -22,6 +24,7 @@ from multidomain.engine.compare.questions import rq2, rq3
 from multidomain.engine.compare.results import Results, RowResult, score_scale
 from multidomain.engine.compare.sources import pretrain_folder
 from multidomain.engine.compare.stats import difference, summarize
+from multidomain.engine.config import ModelSection
 from multidomain.engine.rows import get_row, list_rows, select_rows
 from multidomain.io import read_json
 
@@ -74,7 +77,8 @@ def test_the_plan_pretrains_once_per_backbone_method_and_seed(tmp_path):
 def test_each_row_trains_what_its_row_says(tmp_path):
     stages = {s.row: s.config for s in build_plan(select_rows("paper"), 1, settings(tmp_path))}
     trains = {
-        "scratch": ["all"], "finetune": ["depthwise", "pointwise", "conv", "norm", "head", "other"],
+        "scratch": ["depthwise", "pointwise", "conv", "norm", "head", "other"],
+        "finetune": ["depthwise", "pointwise", "conv", "norm", "head", "other"],
         "feature": ["head"], "bn": ["norm", "head"], "series": ["adapter", "norm", "head"],
         "parallel": ["adapter", "norm", "head"],
         "pointwise": ["depthwise", "pointwise", "conv", "norm", "head", "other"],
@@ -88,8 +92,10 @@ def test_each_row_trains_what_its_row_says(tmp_path):
         row = get_row(name)
         assert (config.model.source, config.model.method) == (row.source, row.method), name
         assert config.optim.train == trains[name], name
-    assert stages["scratch"].recipe == "pretrain" and stages["scratch"].model.init is None
-    assert stages["scratch"].data.domains[0] == "animals"  # the source trained from scratch too
+    scratch, finetune = stages["scratch"], stages["finetune"]
+    assert scratch.model.new_domains == "random" and finetune.model.new_domains == "source"
+    assert scratch.model.init == finetune.model.init  # the source's network trained from scratch
+    assert "animals" not in scratch.data.domains  # the targets train, from random init
     series_init = Path(stages["series"].model.init)
     assert series_init == pretrain_folder(tmp_path, "resnet26_std", "series", 0)
 
@@ -115,13 +121,58 @@ def test_version_2_starts_from_the_shipped_source_weights(tmp_path):
 
 @pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("quick", [False, True])
-def test_the_scratch_row_starts_from_no_weights(tmp_path, version, quick):
-    """Version 2's finetune recipe starts from the shipped weights: scratch must clear that
-    (it trained from them, and failed under --quick, whose width they do not have)."""
-    plan = build_plan(select_rows("scratch"), 1, Settings(tmp_path, version, quick=quick))
-    (scratch,) = plan
-    assert scratch.config.model.init is None
-    assert scratch.config.data.domains[0] == ("emoji" if version == 2 else "animals")
+def test_the_scratch_row_trains_its_targets_from_random_init(tmp_path, version, quick):
+    """Scratch shares the plain pretraining with finetune (the source's network trained from
+    scratch, as on the Decathlon) and starts every target from random init."""
+    plan = build_plan(select_rows("scratch,finetune"), 1, Settings(tmp_path, version, quick=quick))
+    configs = {s.row: s.config for s in plan}
+    scratch, finetune = configs["scratch"], configs["finetune"]
+    assert scratch.model.init == finetune.model.init and scratch.model.init is not None
+    assert (scratch.model.new_domains, finetune.model.new_domains) == ("random", "source")
+    assert scratch.data.domains == finetune.data.domains
+    assert ("emoji" if version == 2 else "animals") not in scratch.data.domains
+
+
+def test_new_domains_random_starts_targets_fresh_and_keeps_the_source(tmp_path):
+    """``model.new_domains=random``: a domain the pretrained model lacks starts from fresh
+    weights, not from a copy of the source's; the source's own weights are kept."""
+    from conftest import tiny_model
+    from multidomain.engine.builders import build_model as build_run_model
+    from multidomain.models.packs import save_model
+
+    pretrained = tiny_model(method="none")
+    save_model(pretrained, tmp_path / "pre")
+
+    def start(new_domains: str):
+        config = SimpleNamespace(
+            data=SimpleNamespace(domains=["alpha", "delta"]),
+            optim=SimpleNamespace(dropout_per_domain={}),
+            model=ModelSection(
+                source=pretrained.config.source,
+                width=pretrained.config.width,
+                method="none",
+                init=str(tmp_path / "pre"),
+                new_domains=new_domains,
+            ),
+        )
+        benchmark = SimpleNamespace(
+            domain=lambda d: SimpleNamespace(num_classes=4 if d == "delta" else 5)
+        )
+        torch.manual_seed(0)
+        return build_run_model(config, benchmark)
+
+    copied, fresh = start("source"), start("random")
+
+    def weight(model, domain):
+        return next(
+            p
+            for n, p in model.named_parameters()
+            if n.endswith(f".{domain}.weight") and p.dim() == 4
+        )
+
+    assert torch.equal(weight(copied, "delta"), weight(copied, "alpha"))
+    assert not torch.equal(weight(fresh, "delta"), weight(fresh, "alpha"))
+    assert torch.equal(weight(fresh, "alpha"), weight(pretrained, "alpha"))
 
 
 def test_quick_on_version_2_trains_on_a_fixed_subset_of_the_source(tmp_path):

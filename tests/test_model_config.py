@@ -33,7 +33,11 @@ def test_the_run_section_and_the_model_config_share_one_spec():
         "channels_last",
         "source_options",
     }
-    assert {f.name for f in dataclasses.fields(ModelSection)} == spec | {"init", "init_domain"}
+    assert {f.name for f in dataclasses.fields(ModelSection)} == spec | {
+        "init",
+        "init_domain",
+        "new_domains",
+    }
     assert {f.name for f in dataclasses.fields(ModelConfig)} == spec | {"domains", "dropout"}
 
 

@@ -59,7 +59,8 @@ def build_model(config: TrainConfig, benchmark: Benchmark) -> MultiDomainNet:
                 f"the data has {num_classes}: it is another dataset; rename one of them"
             )
         if domain not in model.domains:
-            model.add_domain(domain, num_classes, init_from=source, dropout=dropout.get(domain, 0))
+            seed = source if section.new_domains == "source" else None  # None: fresh
+            model.add_domain(domain, num_classes, init_from=seed, dropout=dropout.get(domain, 0))
     return model
 
 

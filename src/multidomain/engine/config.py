@@ -65,6 +65,9 @@ class DataConfig:
         validate_section(self, "data")
 
 
+NEW_DOMAINS = ("source", "random")  # how the domains a pretrained model lacks start
+
+
 @dataclass(kw_only=True)
 class ModelSection(ModelSpec):
     """The network and method (:class:`~multidomain.models.config.ModelSpec`: ``source``,
@@ -75,6 +78,10 @@ class ModelSection(ModelSpec):
 
     init: str | None = None  # pretrained run folder or model folder (required by adapt)
     init_domain: str | None = None  # domain of ``init`` that seeds new domains (default: first)
+    # how the domains that ``init`` lacks start: "source" (copies of init_domain's layers, i.e.
+    # fine-tuning) or "random" (fresh: with method none, each new domain is a network trained
+    # from scratch, as the Decathlon's scratch row, while init's domains stay as they are)
+    new_domains: str = "source"
 
     def __post_init__(self) -> None:
         validate_section(self, "model")
@@ -253,6 +260,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a run folder, a model folder, shipped:NAME (multidomain pretrained list) or null",
     ),
     "model.init_domain": (_is_name, "a domain name of model.init, or null (its first)"),
+    "model.new_domains": (lambda v: v in NEW_DOMAINS, f"one of {', '.join(NEW_DOMAINS)}"),
     "optim.epochs": (lambda v: v >= 1, "an integer >= 1"),
     "optim.lr": (lambda v: _finite(v) and v > 0, "a number > 0"),
     "optim.momentum": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),

@@ -5,7 +5,10 @@ and evaluates them.
 
 Where a row starts (``init``):
 
-- ``random``: no pretraining (every parameter trains from scratch);
+- ``random``: every target trains from random init; the source domain's network is the
+  backbone trained from scratch on the source, i.e. its plain pretraining (as on the
+  Decathlon, where the scratch and fine-tuning rows share the ImageNet network: PAPER.md
+  section 7, "one network per domain trained from random init");
 - ``pretrained``: the backbone pretrained on the source domain, plain (``pretrain_method``);
 - ``pretrained-with-method``: the source network pretrained with the row's method in place
   (series adapters, Rebuffi's protocol);
@@ -49,7 +52,7 @@ class Row:
     @property
     def pretraining(self) -> tuple[str, str] | None:
         """``(source, method)`` of the pretraining this row starts from (None: none)."""
-        if self.init == "pretrained":
+        if self.init in ("pretrained", "random"):  # random: the source's own network
             return (self.source, PRETRAIN_METHOD[self.source])
         if self.init == "pretrained-with-method":
             return (self.source, self.method)
@@ -101,7 +104,7 @@ def select_rows(spec: str) -> list[Row]:
 
 for _row in (
     Row("scratch", "resnet26_std", "none", "random", "mini/finetune",
-        (*STD, "recipe=pretrain"), "everything it owns"),
+        (*STD, "model.new_domains=random"), "everything it owns"),
     Row("finetune", "resnet26_std", "none", "pretrained", "mini/finetune", STD,
         "everything it owns"),
     Row("feature", "resnet26_std", "all", "pretrained", "mini/adapt",

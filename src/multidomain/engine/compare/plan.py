@@ -12,6 +12,7 @@ from multidomain.engine.compare.sources import pretrain_folder, source_init
 from multidomain.engine.config import TrainConfig
 from multidomain.engine.demo import QUICK, recipe, stage_config
 from multidomain.engine.rows import Row
+from multidomain.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ def build_plan(rows: list[Row], seeds: int, settings: Settings) -> list[Stage]:
 
 # --quick on these data versions trains on the first N training images of each source class
 # (every stage, every seed: the same fixed subset). Version 2's source has 21,090 training images
-# (15 a class): four passes over it (three pretrainings and the scratch row) were most of a quick
-# compare. 2 a class keeps all 1,406 classes in 2,812 images. Version 1's source is small.
+# (15 a class): passes over it (the pretrainings; the scratch row once trained it too) were
+# most of a quick compare. 2 a class keeps all 1,406 classes in 2,812 images. Version 1's
+# source is small.
 QUICK_SOURCE_PER_CLASS = {2: 2}
 
 
@@ -112,18 +114,11 @@ def row_stage(row: Row, seed: int, settings: Settings) -> Stage:
 
 
 def _start(row: Row, seed: int, settings: Settings) -> list[str]:
-    """``model.init`` of the row; a row from random init starts from no weights at all (its
-    recipe's ``model.init``, version 2's shipped weights, is cleared) and also trains the source
-    domain from scratch (the Decathlon's scratch row has one network per domain, the source's
-    among them)."""
+    """``model.init`` of the row: another row's trained model, or its backbone's pretraining
+    (for ``scratch`` too, whose targets then start from random init: ``model.new_domains``)."""
     if row.after is not None:
         return [f"model.init={row_folder(settings.out, row.after, seed)}"]
-    if row.pretraining is not None:
-        backbone, method = row.pretraining
-        return [f"model.init={_source_init(backbone, method, seed, settings)}"]
-    source = stage_config(recipe("pretrain", settings.version), settings.data_root, [])
-    targets = stage_config(
-        row_recipe(row, settings.version), settings.data_root, list(row.overrides)
-    )
-    domains = [*source.data.domains, *targets.data.domains]
-    return ["model.init=null", f"data.domains=[{', '.join(domains)}]"]
+    if row.pretraining is None:
+        raise ConfigError(f"row {row.name!r} starts from {row.init!r}: no known starting point")
+    backbone, method = row.pretraining
+    return [f"model.init={_source_init(backbone, method, seed, settings)}"]
