@@ -9,7 +9,7 @@ whole soft-sharing network (``resnet26_dw`` width 1, 10 domains, batch 64 of one
 64x64; train = forward + backward of the soft stage's trainable parameters).
 
     python benchmarks/bench_soft.py [--rounds 5] [--threads 2] [--network] [--no-layers]
-        [--forms fast,folded,...] [--cpu-time]
+        [--forms fast,folded,...] [--cpu-time] [--channels 64,128,256,512]
 
 ``--forms`` times other exact forms (``SoftSepConv.path``) beside the fast path: ``folded`` on a
 channels_last input is the fast path before the channels_last fold.
@@ -128,6 +128,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument(
+        "--channels",
+        default=",".join(str(c) for c, _ in SHAPES),
+        help="comma-separated layer shapes to time, by channels (default: all four)",
+    )
     parser.add_argument("--network", action="store_true", help="also the whole network")
     parser.add_argument("--no-layers", action="store_true", help="skip the single layers")
     parser.add_argument(
@@ -162,7 +167,8 @@ def main() -> None:
 
 def compare_layers(args: argparse.Namespace) -> None:
     ratios = []
-    for channels, size in SHAPES:
+    chosen = {int(c) for c in args.channels.split(",")}
+    for channels, size in [(c, size) for c, size in SHAPES if c in chosen]:
         layer = soft_layer(channels)
         x = torch.randn(args.batch, channels, size, size).contiguous(
             memory_format=torch.channels_last

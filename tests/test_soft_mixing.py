@@ -86,3 +86,11 @@ def test_a_non_contiguous_input_takes_the_channels_last_form_and_is_exact():
     out = mix_fast(sliced, weights, banks)
     torch.testing.assert_close(out, mix_loop(sliced, weights, banks), atol=1e-5, rtol=0)
     assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_off_the_cpu_the_fast_path_keeps_the_contiguous_fold():
+    # the channels_last fold was measured on CPU only (meta tensors stand in for a GPU here)
+    x, weights, banks = inputs((4, 6, 7, 7), channels_last=True)
+    meta = [bank.to("meta") for bank in banks]
+    out = mix_fast(x.to("meta"), weights.to("meta"), meta)
+    assert out.shape == (4, 6, 7, 7) and out.is_contiguous()

@@ -6,15 +6,21 @@ runs the batch folded into the channels (as CondConv does). Two layouts of that 
 
 - :func:`mix_folded_channels_last` for channels_last inputs (the network's format): the batch is
   folded into a channels_last ``(1, N*C, H, W)`` tensor (memory ``H, W, N, C``), which oneDNN's
-  depthwise kernels read and write as they are; one copy in, one out (and the same two in the
+  depthwise kernels read and write as they are; one copy in and one out (the same two in the
   backward), and the output is channels_last, as the pointwise conv after it wants.
-- :func:`mix_folded` for contiguous inputs: the fold is a free view; the output stays contiguous.
+- :func:`mix_folded` for contiguous inputs: the fold is a free view; the output is contiguous.
 
-:func:`mix_fast` picks the form by the input's layout (a static rule; BENCHMARKS.md, "Soft
-sharing", has the figures). The earlier fast path folded channels_last inputs into the
-contiguous layout: one copy in, and then oneDNN reordered every operand of the convolution
-into its blocked layout and back (seven whole-activation reorders per training step) and the
-pointwise conv after it got a contiguous input; the channels_last fold removes those.
+The rule (:func:`mix_fast`) is static, by layout and device: channels_last (or any
+non-contiguous) CPU input -> the channels_last fold, else the contiguous fold. It was measured
+at the network's four layer shapes (BENCHMARKS.md, "Soft sharing"), where the channels_last
+fold was the faster of the two at every shape, eval and training, so no shape threshold is
+needed. Before it, channels_last inputs took the contiguous fold: one copy into the contiguous
+layout, then oneDNN reordered each operand of the convolution into its blocked layout and back
+(seven activation-sized reorders per training step), and the pointwise conv after it got a
+contiguous input, which cost it about 15% more at 512 channels 8x8. Also measured and slower
+(the earlier sessions' notes in BENCHMARKS.md): a stacked ``Conv2d(C, D*C, groups=C)`` then a
+gate-weighted sum (0.5-1.1x the loop), nine shifted multiply-adds, a hand-written kernel gradient.
+The channels_last fold was measured on CPU (oneDNN) only: other devices keep the contiguous fold.
 :func:`mix_loop` is the official loop over the banks, the reference the tests compare against.
 """
 
@@ -96,8 +102,8 @@ def mix_folded_channels_last(
 
 
 def mix_fast(x: torch.Tensor, weights: torch.Tensor, banks: Sequence[nn.Conv2d]) -> torch.Tensor:
-    """The fastest exact form for ``x``'s layout (module docstring)."""
-    if x.is_contiguous():
+    """The fastest exact form measured for ``x``'s layout and device (module docstring)."""
+    if x.is_contiguous() or x.device.type != "cpu":
         return mix_folded(x, weights, banks)
     return mix_folded_channels_last(x, weights, banks)
 

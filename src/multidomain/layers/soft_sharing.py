@@ -90,7 +90,11 @@ class SoftGate(nn.Module):
 
     def forward(self, x: torch.Tensor, banks: Sequence[int]) -> torch.Tensor:
         """``(N, C, H, W)`` -> ``(N, len(banks))`` weights, summing to 1 per sample."""
-        hidden = F.relu(self.fc1(x.mean(dim=(2, 3))))
+        # the mean as a sum and one division: the same values (CPU's mean computes exactly
+        # this), but its backward hands on a broadcast view of the (N, C) gradient instead of
+        # writing a whole activation-sized one (measurably cheaper at 512 channels 8x8)
+        pooled = x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])
+        hidden = F.relu(self.fc1(pooled))
         index = torch.tensor(banks, device=x.device)
         # only the mixed rows take part, so a masked bank changes none of the arithmetic
         logits = F.linear(hidden, self.fc2.weight[index], self.fc2.bias[index])
