@@ -17,7 +17,7 @@ fold was the faster of the two at every shape, eval and training, so no shape th
 needed. Before it, channels_last inputs took the contiguous fold: one copy into the contiguous
 layout, then oneDNN reordered each operand of the convolution into its blocked layout and back
 (seven activation-sized reorders per training step), and the pointwise conv after it got a
-contiguous input, which cost it about 15% more at 512 channels 8x8. Also measured and slower
+contiguous input, which cost it 15-60% more at 512 channels 8x8. Also measured and slower
 (the earlier sessions' notes in BENCHMARKS.md): a stacked ``Conv2d(C, D*C, groups=C)`` then a
 gate-weighted sum (0.5-1.1x the loop), nine shifted multiply-adds, a hand-written kernel gradient.
 The channels_last fold was measured on CPU (oneDNN) only: other devices keep the contiguous fold.
