@@ -1,6 +1,7 @@
 """Soft sharing's exact forms (issue 10, "Fast and exact"): every form the fast path may pick
 equals the official loop over the banks within 1e-5, forward and gradients (input, gate
-weights, banks), in both layouts and on both sides of the layout rule that picks the form."""
+weights, banks), in both layouts and on both sides of the layout rule that picks the form;
+the gate's pooling gives the mean's values bit for bit."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from multidomain.layers.per_domain import depthwise_conv
 from multidomain.layers.soft_mixing import MIXERS, mix_fast, mix_loop
+from multidomain.layers.soft_sharing import SoftGate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FORMS = sorted(set(MIXERS) - {"loop"})
@@ -94,3 +96,14 @@ def test_off_the_cpu_the_fast_path_keeps_the_contiguous_fold():
     meta = [bank.to("meta") for bank in banks]
     out = mix_fast(x.to("meta"), weights.to("meta"), meta)
     assert out.shape == (4, 6, 7, 7) and out.is_contiguous()
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 8, 8), (3, 6, 9, 7)])
+def test_the_gates_pooling_is_the_mean_bit_for_bit(shape):
+    # the gate pools with sum / (H*W) for its cheaper backward: a trained gate must give the
+    # same weights as with the mean it was trained with
+    gate = SoftGate(shape[1], 3)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    hidden = torch.relu(gate.fc1(x.mean(dim=(2, 3))))
+    expected = gate.fc2(hidden).softmax(dim=1)
+    assert torch.equal(gate(x, [0, 1, 2]), expected)
