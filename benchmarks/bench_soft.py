@@ -9,6 +9,10 @@ whole soft-sharing network (``resnet26_dw`` width 1, 10 domains, batch 64 of one
 64x64; train = forward + backward of the soft stage's trainable parameters).
 
     python benchmarks/bench_soft.py [--rounds 5] [--threads 2] [--network] [--no-layers]
+        [--forms fast,folded,...] [--cpu-time] [--channels 64,128,256,512]
+
+``--forms`` times other exact forms (``SoftSepConv.path``) beside the fast path: ``folded`` on a
+channels_last input is the fast path before the channels_last fold.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch.nn.functional as F
 from multidomain import create_model
 from multidomain.layers import Route, routing
 from multidomain.layers.per_domain import PerDomain, depthwise_conv, pointwise_conv
+from multidomain.layers.soft_mixing import MIXERS
 from multidomain.layers.soft_sharing import SoftGates, SoftSepConv
 from multidomain.models.roles import named_parameter_info
 
@@ -76,33 +81,34 @@ def freeze_as_the_soft_stage(model) -> None:
         param.requires_grad_(info.role in ("gate", "norm", "head") or owned_pointwise)
 
 
-def median_times(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+def median_times(
+    steps: dict[str, Callable[[], None]], rounds: int, clock: Callable[[], float]
+) -> dict[str, float]:
     for step in steps.values():
         step()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):  # interleaved, so load changes hit every variant alike
         for name, step in steps.items():
-            start = time.perf_counter()
+            start = clock()
             step()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def compare(label: str, module, make_step, rounds: int) -> list[float]:
+def compare(label: str, module, make_step, args: argparse.Namespace) -> list[float]:
+    """Each of ``args.forms`` against the loop, interleaved; the speed-ups of the first."""
+    forms, clock = args.forms, time.process_time if args.cpu_time else time.perf_counter
     ratios = []
     for train in (False, True):
-        steps = {}
-        for path in ("loop", "fast"):
-            steps[path] = _with_path(module, path, make_step(train))
-        t = median_times(steps, rounds)
-        ratio = t["loop"] / t["fast"]
-        ratios.append(ratio)
+        paths = ["loop", *forms]
+        steps = {path: _with_path(module, path, make_step(train)) for path in paths}
+        t = median_times(steps, args.rounds, clock)
+        ratios.append(t["loop"] / t[forms[0]])
         mode = "train" if train else "eval"
-        print(
-            f"{label:<22} {mode:<5} loop {t['loop'] * 1e3:8.1f} ms  fast {t['fast'] * 1e3:8.1f} ms"
-            f"  speed-up {ratio:5.2f}x",
-            flush=True,
+        figures = "".join(
+            f"  {path} {t[path] * 1e3:8.1f} ms ({t['loop'] / t[path]:5.2f}x)" for path in forms
         )
+        print(f"{label:<22} {mode:<5} loop {t['loop'] * 1e3:8.1f} ms{figures}", flush=True)
     return ratios
 
 
@@ -122,12 +128,37 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument(
+        "--channels",
+        default=",".join(str(c) for c, _ in SHAPES),
+        help="comma-separated layer shapes to time, by channels (default: all four)",
+    )
     parser.add_argument("--network", action="store_true", help="also the whole network")
     parser.add_argument("--no-layers", action="store_true", help="skip the single layers")
+    parser.add_argument(
+        "--forms",
+        default="fast",
+        help="comma-separated SoftSepConv.path values to time against the loop (the first one "
+        f"gives the summary): {', '.join(sorted(set(MIXERS) - {'loop'}))}",
+    )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the process's CPU time, not the wall clock: steadier on a loaded machine "
+        "with --threads 1 (with more threads it adds up every thread, waits included)",
+    )
     args = parser.parse_args()
+    args.forms = args.forms.split(",")
+    choices = sorted(set(MIXERS) - {"loop"})  # the loop is always timed, as the reference
+    unknown = sorted(set(args.forms) - set(choices))
+    if unknown:
+        parser.error(f"unknown --forms {unknown}; choose from {choices}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, 10 banks")
+    clock = "CPU time" if args.cpu_time else "wall clock"
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, 10 banks, {clock}"
+    )
     if not args.no_layers:
         compare_layers(args)
     if args.network:
@@ -136,16 +167,23 @@ def main() -> None:
 
 def compare_layers(args: argparse.Namespace) -> None:
     ratios = []
-    for channels, size in SHAPES:
+    chosen = {int(c) for c in args.channels.split(",")}
+    for channels, size in [(c, size) for c, size in SHAPES if c in chosen]:
         layer = soft_layer(channels)
         x = torch.randn(args.batch, channels, size, size).contiguous(
             memory_format=torch.channels_last
         )
         label = f"layer {channels}ch {size}x{size}"
         ratios += compare(
-            label, layer, lambda train, soft=layer, x=x: layer_step(soft, x, train), args.rounds
+            label,
+            layer,
+            lambda train, soft=layer, x=x: layer_step(soft, x, train),
+            args,
         )
-    print(f"layers: median speed-up {statistics.median(ratios):.2f}x, lowest {min(ratios):.2f}x")
+    print(
+        f"layers ({args.forms[0]}): median speed-up {statistics.median(ratios):.2f}x, "
+        f"lowest {min(ratios):.2f}x"
+    )
 
 
 def compare_network(args: argparse.Namespace) -> None:
@@ -153,7 +191,11 @@ def compare_network(args: argparse.Namespace) -> None:
     freeze_as_the_soft_stage(model)
     x = torch.randn(args.batch, 3, 64, 64)
     target = torch.randint(0, 10, (args.batch,))
-    compare("network", model, lambda train: network_step(model, x, target, train), args.rounds)
+
+    def make_step(train: bool) -> Callable[[], None]:
+        return network_step(model, x, target, train)
+
+    compare("network", model, make_step, args)
 
 
 if __name__ == "__main__":
