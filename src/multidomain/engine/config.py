@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from multidomain.domains import validate_domain_name
+from multidomain.engine.config_types import describe, has_type
 from multidomain.errors import ConfigError, InputNotFound
 from multidomain.models import list_models
 from multidomain.models._registry import check_source, list_sources
@@ -310,51 +310,11 @@ def validate_section(section: object, prefix: str) -> None:
 def check_setting(key: str, value: Any, hint: Any) -> None:
     """Raise :class:`ConfigError` unless ``value`` has type ``hint`` and passes ``RULES[key]``."""
     check, expected = RULES.get(key, (None, None))
-    if not _has_type(value, hint):
+    if not has_type(value, hint):
         hint_text = f"; valid: {expected}" if expected else ""
-        raise ConfigError(f"{key} must be {_describe(hint)}, got {value!r}{hint_text}")
+        raise ConfigError(f"{key} must be {describe(hint)}, got {value!r}{hint_text}")
     if check is not None and value is not None and not check(value):
         raise ConfigError(f"{key} must be {expected}, got {value!r}")
-
-
-def _has_type(value: Any, hint: Any) -> bool:
-    """``isinstance`` for the annotations the config uses (an int is not a bool, and is a float)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        return any(_has_type(value, arm) for arm in args)
-    if origin is list:
-        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(
-            _has_type(k, args[0]) and _has_type(v, args[1]) for k, v in value.items()
-        )
-    if hint is type(None):
-        return value is None
-    if hint in (int, float) and isinstance(value, bool):
-        return False
-    if hint is float:
-        return isinstance(value, (int, float))
-    if hint in (bool, int, str):
-        return isinstance(value, hint)
-    raise TypeError(f"config annotation {hint!r} has no type check: add one to _has_type")
-
-
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
-
-
-def _describe(hint: Any) -> str:
-    """The annotation in words: ``int | None`` -> "an integer or null"."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        words = [_describe(arm) for arm in args if arm is not type(None)]
-        return " or ".join(words + (["null"] if type(None) in args else []))
-    if origin is list:
-        return f"a list of {_PLURALS[args[0]]}"
-    if origin is dict:
-        values = typing.get_args(args[1]) or (args[1],)
-        return f"a mapping of {_PLURALS[args[0]]} to {' or '.join(_PLURALS[v] for v in values)}"
-    return _TYPE_NAMES[hint]
 
 
 def check_model_init(config: TrainConfig) -> None:
