@@ -377,18 +377,7 @@ class Trainer:
             )
 
     def validate(self, epoch: int) -> dict[str, float]:
-        plan = eval_plan(
-            self.val_samples, self.config.data.eval_batch_size, self.info.rank, self.info.world
-        )
-        results = evaluate(
-            self.net,
-            self.val_batches,
-            plan,
-            self.device,
-            self.config.run.precision,
-            self.info,
-        )
-        accuracies = {d: r.accuracy for d, r in results.items()}
+        accuracies = {d: r.accuracy for d, r in self._evaluate_val().items()}
         for domain, accuracy in list(accuracies.items()):
             train_accuracy = self.state.train_accuracy.get(domain, 0.0)
             if is_collapsed(train_accuracy, accuracy, self.model.domains[domain]):
@@ -420,23 +409,19 @@ class Trainer:
             return accuracy
         plan = eval_plan(self.train_samples, self.config.data.batch_size, domain=domain)
         reestimate_bn(self.model, domain, self.train_batches, plan, self.device)
-        val_plan = eval_plan(
-            self.val_samples,
-            self.config.data.eval_batch_size,
-            self.info.rank,
-            self.info.world,
-            domain=domain,
-        )
-        fixed = evaluate(
-            self.net,
-            self.val_batches,
-            val_plan,
-            self.device,
-            self.config.run.precision,
-            self.info,
-        )[domain].accuracy
+        fixed = self._evaluate_val(domain)[domain].accuracy
         logger.warning("domain %s: eval accuracy after BN re-estimation: %.1f%%", domain, fixed)
         return fixed
+
+    def _evaluate_val(self, domain: str | None = None) -> dict:
+        """Validation results of every domain (or of ``domain``), split over the ranks."""
+        config = self.config
+        plan = eval_plan(
+            self.val_samples, config.data.eval_batch_size, self.info.rank, self.info.world, domain
+        )
+        return evaluate(
+            self.net, self.val_batches, plan, self.device, config.run.precision, self.info
+        )
 
     def _best_update(self, accuracies: dict[str, float], epoch: int) -> BestUpdate:
         best, best_epoch = self.state.best, self.state.best_epoch
