@@ -50,6 +50,16 @@ def perturbed_gates(model, domain: str):
     return other
 
 
+def with_foreign_banks(model):
+    """A copy of ``model`` whose beta and gamma gates and banks differ: one of their packs
+    alone is refused there, since its gates mix the other's bank."""
+    other = perturbed_gates(perturbed_gates(model, "beta"), "gamma")
+    with torch.no_grad():
+        for name in ("beta", "gamma"):
+            other.get_submodule(LAYER).conv_dw[name].weight.mul_(1.01)
+    return other
+
+
 def test_a_soft_pack_records_its_banks_and_round_trips(soft_pack):
     model, path = soft_pack
     record = read_pack_fields(path)["soft_banks"]
@@ -116,10 +126,8 @@ def test_packs_loaded_together_are_checked_against_each_others_banks(soft_pack, 
     model, beta = soft_pack
     gamma = tmp_path / "gamma.safetensors"
     save_domain(model, "gamma", gamma)
-    other = perturbed_gates(perturbed_gates(model, "beta"), "gamma")
+    other = with_foreign_banks(model)
     with torch.no_grad():
-        for name in ("beta", "gamma"):  # both banks foreign: one pack alone is refused
-            other.get_submodule(LAYER).conv_dw[name].weight.mul_(1.01)
         other.get_submodule(LAYER).conv_dw["alpha"].weight.mul_(1.01)
     with pytest.raises(ConfigError, match=rf"domain 'alpha' at layer {LAYER}"):
         load_domains(other, [beta, gamma], replace=True)  # alpha's bank is not in either
@@ -170,10 +178,7 @@ def test_domains_import_loads_soft_packs_that_mix_each_other_together(soft_pack,
     model, beta = soft_pack
     gamma = tmp_path / "gamma.safetensors"
     save_domain(model, "gamma", gamma)
-    other = perturbed_gates(perturbed_gates(model, "beta"), "gamma")
-    with torch.no_grad():
-        for name in ("beta", "gamma"):  # both banks foreign: one pack alone is refused
-            other.get_submodule(LAYER).conv_dw[name].weight.mul_(1.01)
+    other = with_foreign_banks(model)
     folder = tmp_path / "model"
     save_model(other, folder)
     assert main(["domains", "import", "--model", str(folder), str(beta), "--replace"]) == 2
