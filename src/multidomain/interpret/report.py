@@ -76,19 +76,14 @@ def _coverage_lines(result: Dissection) -> list[str]:
     ]
 
 
-def _answer(result: Dissection) -> str:
-    threshold = result.options.iou_threshold
-    types = {
-        variant: type_table(layers, result.concepts, threshold)
-        for variant, layers in result.variants.items()
-    }
-    trained = types.pop("trained")
-    return answer(trained, types)
-
-
 def markdown(result: Dissection) -> str:
     """The report's text."""
     opts, concepts = result.options, result.concepts
+    types = {  # per variant: the statistics of each layer type, for the answer and the table
+        variant: type_table(layers, concepts, opts.iou_threshold)
+        for variant, layers in result.variants.items()
+    }
+    controls = {variant: stats for variant, stats in types.items() if variant != "trained"}
     lines = [
         f"# Network dissection, domain `{result.domain}`",
         "",
@@ -104,14 +99,14 @@ def markdown(result: Dissection) -> str:
         "read before any norm. Spreads: ± bootstrap standard deviation over probe images "
         f"({opts.replicates} Poisson replicates, seed {opts.seed}).",
         "",
-        f"**Answer.** {_answer(result)}",
+        f"**Answer.** {answer(types['trained'], controls)}",
         "",
         "## Per layer type",
         "",
         _HEADER,
     ]
-    for variant, layers in result.variants.items():
-        lines += [_row(s, variant) for s in type_table(layers, concepts, opts.iou_threshold)]
+    for variant, stats in types.items():
+        lines += [_row(s, variant) for s in stats]
     lines += ["", "## Per layer", "", _HEADER]
     for variant, layers in result.variants.items():
         lines += [_row(s, variant) for s in layer_table(layers, concepts, opts.iou_threshold)]
