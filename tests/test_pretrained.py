@@ -104,6 +104,29 @@ def test_a_rebuild_at_the_recorded_thread_count_is_bit_identical(tmp_path, tmp_p
     )
 
 
+def test_build_pretrains_under_method_and_set_values_and_names_the_folder(
+    tmp_path, tmp_path_factory, capsys
+):
+    """``pretrained build --method series --set ...``: the series-adapter row's source network
+    (Rebuffi's protocol), shipped as ``miniV-SOURCE-METHOD``; ``--set`` values reach the recipe
+    and the provenance."""
+    root = mini_root(tmp_path_factory)
+    args = ["pretrained", "build", "--version", "1", "--source", "resnet26_std"]
+    args += ["--method", "series", "--data", str(root), "--out", str(tmp_path)]
+    with one_torch_thread():
+        assert main(args + [arg for value in TINY_BUILD for arg in ("--set", value)]) == 0
+    folder = tmp_path / "mini1-resnet26_std-series"
+    model = load_model(folder)
+    assert (model.config.source, model.config.method) == ("resnet26_std", "series")
+    assert model.config.width == 0.125  # the --set values were applied
+    provenance = read_json(folder / pretrained.PROVENANCE_FILE)
+    assert (
+        "--method series" in provenance["command"]
+        and "--set model.width=0.125" in (provenance["command"])
+    )
+    assert pretrained.shipped_name(1, "resnet26_std", "all") == "mini1-resnet26_std"
+
+
 def test_pretrained_list_prints_the_shipped_folders(capsys):
     assert main(["pretrained", "list"]) == 0
     out = capsys.readouterr().out

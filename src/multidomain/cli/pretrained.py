@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=run_list)
     build = commands.add_parser("build", help="pretrain a backbone on the source domain")
     build.add_argument("--source", required=True, choices=sorted(PRETRAIN_METHOD))
+    build.add_argument(
+        "--method",
+        help="method in place during pretraining (default: the backbone's plain one; series: "
+        "the series-adapter row's source network, Rebuffi's protocol)",
+    )
     build.add_argument("--version", type=int, default=2, help="mini-decathlon version")
     build.add_argument("--data", type=Path, help="mini-decathlon root (default: the recipes')")
     build.add_argument("--out", type=Path, required=True, help="folder for the run and result")
@@ -53,6 +58,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    provenance = build_source_weights(args.version, args.source, args.out, args.data, args.threads)
+    provenance = build_source_weights(
+        args.version, args.source, args.out, args.data, args.threads, args.overrides, args.method
+    )
     print(json.dumps(provenance, indent=2))
     return 0

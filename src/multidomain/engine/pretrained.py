@@ -41,9 +41,12 @@ def shipped_root() -> Path:
     return Path(str(resources.files("multidomain") / "weights"))
 
 
-def shipped_name(version: int, source: str) -> str:
-    """The shipped folder of ``source``'s pretraining on mini-decathlon ``version``."""
-    return f"mini{version}-{source}"
+def shipped_name(version: int, source: str, method: str | None = None) -> str:
+    """The shipped folder of ``source``'s pretraining on mini-decathlon ``version``: the plain
+    one (``mini2-resnet26_std``), or under another ``method`` (``mini2-resnet26_std-series``:
+    the series-adapter row starts from a source network pretrained with its adapters)."""
+    plain = method is None or method == PRETRAIN_METHOD.get(source)
+    return f"mini{version}-{source}" if plain else f"mini{version}-{source}-{method}"
 
 
 def list_shipped() -> list[str]:
@@ -73,15 +76,16 @@ def shipped_model_dir(value: str) -> Path:
     return folder
 
 
-def has_shipped(version: int, source: str) -> bool:
-    return shipped_name(version, source) in list_shipped()
+def has_shipped(version: int, source: str, method: str | None = None) -> bool:
+    return shipped_name(version, source, method) in list_shipped()
 
 
-def pretrain_overrides(source: str) -> list[str]:
-    """``--set`` values that turn the version's pretraining recipe into ``source``'s."""
+def pretrain_overrides(source: str, method: str | None = None) -> list[str]:
+    """``--set`` values that turn the version's pretraining recipe into ``source``'s, under
+    ``method`` (default: the backbone's plain pretraining method)."""
     if source not in PRETRAIN_METHOD:
         raise ConfigError(f"unknown backbone {source!r}: use one of {list(PRETRAIN_METHOD)}")
-    return [f"model.source={source}", f"model.method={PRETRAIN_METHOD[source]}"]
+    return [f"model.source={source}", f"model.method={method or PRETRAIN_METHOD[source]}"]
 
 
 def build_source_weights(
@@ -91,9 +95,12 @@ def build_source_weights(
     data_root: Path | None = None,
     threads: int = 1,
     extra: Sequence[str] = (),
+    method: str | None = None,
 ) -> dict[str, Any]:
     """Pretrain ``source`` on ``version``'s source domain into ``out/run`` (resumable) and
     write the shippable folder ``out/<shipped name>`` with its provenance; returns it.
+    ``method``: the method in place during pretraining (default: the plain one; ``series``
+    for the series-adapter row, Rebuffi's protocol).
 
     ``threads``: torch's thread count, part of what makes the result bit-identical (one by
     default: it does not depend on the core count, and it stays fast on a busy machine);
@@ -101,8 +108,8 @@ def build_source_weights(
     from multidomain.engine.demo import recipe, run_stage, stage_config
 
     pretrain = recipe("pretrain", version)
-    overrides = [*pretrain_overrides(source), f"run.threads={threads}", *extra]
-    target = out / shipped_name(version, source)
+    overrides = [*pretrain_overrides(source, method), f"run.threads={threads}", *extra]
+    target = out / shipped_name(version, source, method)
     if (target / PROVENANCE_FILE).is_file():
         logger.info("%s is built already: reusing it", target)
         return read_json(target / PROVENANCE_FILE, "provenance")
@@ -112,7 +119,9 @@ def build_source_weights(
         shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
         provenance = {
             "command": f"multidomain pretrained build --version {version} --source {source} "
-            f"--threads {threads}" + "".join(f" --set {value}" for value in extra),
+            + (f"--method {method} " if method else "")
+            + f"--threads {threads}"
+            + "".join(f" --set {value}" for value in extra),
             "recipe": pretrain,
             "overrides": overrides,
             "source_validation": _last_validation(out / "run"),

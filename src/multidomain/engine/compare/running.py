@@ -1,6 +1,7 @@
 """Running the plan (issue 10): each stage trains, resumes or is reused (``demo.run_stage``), so
 an interrupted compare continues where it stopped and never retrains a finished run. A progress
-line per stage names it, its place in the plan and the ETA from the durations measured so far."""
+line per stage names it, its place in the plan and the ETA from the durations measured so far,
+and one more says how long it took."""
 
 from __future__ import annotations
 
@@ -37,4 +38,5 @@ def run_plan(stages: list[Stage], say: Callable[[str], None] = print) -> list[fl
         start = time.perf_counter()
         run_stage(stage.config, stage.folder)
         durations.append(time.perf_counter() - start)
+        say(f"{head}: trained in {durations[-1] / 60:.1f} min")
     return durations

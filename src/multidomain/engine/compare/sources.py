@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from multidomain.engine.pretrained import (
-    PRETRAIN_METHOD,
     SHIPPED_PREFIX,
     has_shipped,
     shipped_name,
@@ -24,11 +23,12 @@ def source_init(
     """The value for ``model.init`` of every row that starts from ``backbone`` pretrained on the
     source domain under ``method`` (``Row.pretraining``), for ``seed`` and data ``version``.
 
-    The plain pretraining of a backbone the package ships for ``version`` (``shipped:NAME``,
-    the same weights for every seed: the seeds then vary the adaptation only), else the
+    The pretraining the package ships for ``version``, ``backbone`` and ``method``
+    (``shipped:NAME``: the plain one of each backbone, and ``resnet26_std`` with series
+    adapters; the same weights for every seed: the seeds then vary the adaptation only), else the
     compare's own pretraining stage in ``DIR/pretrain/...`` (the plan adds that stage exactly
     when this returns :func:`pretrain_folder`). ``quick`` (width 0.125) always pretrains.
     """
-    if not quick and PRETRAIN_METHOD.get(backbone) == method and has_shipped(version, backbone):
-        return SHIPPED_PREFIX + shipped_name(version, backbone)
+    if not quick and has_shipped(version, backbone, method):
+        return SHIPPED_PREFIX + shipped_name(version, backbone, method)
     return pretrain_folder(out, backbone, method, seed)
