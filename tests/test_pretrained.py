@@ -42,7 +42,10 @@ def shipped(tmp_path, monkeypatch, tmp_path_factory):
 
 
 def test_the_package_ships_both_backbones_for_version_2_with_their_provenance():
-    assert pretrained.list_shipped() == ["mini2-resnet26_dw", "mini2-resnet26_std"]
+    """Both backbones' plain pretraining, and the standard one with series adapters in place
+    (the ``series`` row's start, Rebuffi's protocol)."""
+    shipped = ["mini2-resnet26_dw", "mini2-resnet26_std", "mini2-resnet26_std-series"]
+    assert pretrained.list_shipped() == shipped
     adapt = yaml.safe_load(resolve_config_path("mini2/adapt").read_text())["model"]
     for name in pretrained.list_shipped():
         folder = resolve_model_dir(pretrained.SHIPPED_PREFIX + name)
@@ -51,7 +54,8 @@ def test_the_package_ships_both_backbones_for_version_2_with_their_provenance():
         listed = read_json(folder / "checksums.json")["files"]
         assert {k: listed[k] for k in provenance["sha256"]} == provenance["sha256"]
         model = load_model(folder)  # verifies every file against checksums.json
-        assert name == f"mini2-{model.config.source}" and model.domains == {"emoji": 1406}
+        assert name == pretrained.shipped_name(2, model.config.source, model.config.method)
+        assert model.domains == {"emoji": 1406}
         assert model.config.width == adapt["width"]
 
 
