@@ -80,15 +80,44 @@ def test_parallel_unit_adds_a_strided_1x1_on_the_same_input():
 
 
 @pytest.mark.parametrize("method", ["series", "parallel"])
-def test_a_pretrained_plain_network_converts_to_adapters(method):
-    plain = tiny_model("resnet26_std", "all", seed=2)
-    adapted = reshare(plain, method)
-    assert torch.equal(adapted.stem.weight, plain.stem.weight)  # the shared 3x3 convs are copied
+def test_a_pretrained_plain_network_converts_to_adapters_exactly(method):
+    """Converting keeps every domain's function (its adapters start at zero: the Decathlon's
+    source domain of the parallel row is the plain network); the shared 3x3 convs are copied."""
+    plain = tiny_model("resnet26_std", "all", seed=2).eval()
+    adapted = reshare(plain, method).eval()
+    assert torch.equal(adapted.stem.weight, plain.stem.weight)
     assert torch.equal(adapted.stages[2][3].conv2.weight, plain.stages[2][3].conv2.weight)
-    adapter = adapted.stages[0][0].conv1.adapter["beta"]
-    weight = adapter.conv.weight if method == "series" else adapter.weight
-    fan_out = weight.shape[0]  # init like a conv, not at zero: normal(0, sqrt(2 / n))
+    x = images()
+    with torch.no_grad():
+        for domain in plain.domains:
+            torch.testing.assert_close(adapted(x, domain), plain(x, domain), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["series", "parallel"])
+def test_a_new_domain_gets_fresh_adapters_not_the_sources(method):
+    """As in the official code, which copies a new task's 3x3 convs and block BNs from the
+    source network but not its adapters: a domain added from another starts with adapters
+    initialised like convs (normal(0, sqrt(2 / n)), not at zero), and its own block BNs copied."""
+    model = reshare(tiny_model("resnet26_std", "all", seed=2), method)
+    unit = model.stages[0][0]
+    with torch.no_grad():  # beta's adapters as if trained
+        _adapter_weight(model, "beta", method).fill_(0.5)
+        unit.bn1["beta"].weight.fill_(3.0)
+        if method == "series":
+            unit.conv1.adapter["beta"].bn_in.running_var.fill_(4.0)
+    model.add_domain("new", 5, init_from="beta")
+    weight = _adapter_weight(model, "new", method)
+    fan_out = weight.shape[0]
     assert 0.5 < weight.std().item() / (2.0 / fan_out) ** 0.5 < 1.5
+    assert torch.equal(unit.bn1["new"].weight, unit.bn1["beta"].weight)  # block BN: copied
+    if method == "series":  # the adapter's inner BN starts fresh too
+        inner = unit.conv1.adapter["new"].bn_in
+        assert torch.equal(inner.running_var, torch.ones_like(inner.running_var))
+
+
+def _adapter_weight(model, domain: str, method: str) -> torch.Tensor:
+    adapter = model.stages[0][0].conv1.adapter[domain]
+    return adapter.conv.weight if method == "series" else adapter.weight
 
 
 # -- each method trains exactly what it declares -----------------------------------------------

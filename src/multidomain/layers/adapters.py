@@ -11,10 +11,14 @@ the conv is the adapter's output BN:
   ``BN_t(conv3x3(x) + P_t(x))``; ``P_t`` a per-domain 1x1 conv (in_planes -> planes, no bias,
   the 3x3 conv's stride, applied as a subsampling of its input) on that conv's own input.
 
-Adapters are initialised like convolutions (normal(0, sqrt(2 / n)), the model's
-``init_weights``), not at zero, as in the official code. A unit *is* the shared 3x3 conv (a
-``Conv2d`` subclass), so its weight keeps the path of a plain model's conv (``stem.weight``) and
-a pretrained plain model converts by ``reshare``.
+A new domain's adapters are initialised like convolutions (normal(0, sqrt(2 / n)), the model's
+``init_weights``), not at zero, and are never copied from the domain it is added from: the
+official code copies a new task's 3x3 convs and block BNs from the source network, not its
+adapters (nor the series adapter's inner BN). A unit *is* the shared 3x3 conv (a ``Conv2d``
+subclass), so its weight keeps the path of a plain model's conv (``stem.weight``) and a
+pretrained plain model converts by ``reshare``, whose domains keep their function: their added
+adapters start at zero (as on the Decathlon, where the source domain of the parallel-adapter
+row is the plain pretrained network).
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ def adapter_conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Con
     return declare_role(conv, ADAPTER_ROLE)
 
 
+def per_domain_adapters(adapters: dict[str, nn.Module]) -> PerDomain:
+    """The domains' adapters of one unit: a new domain's start fresh (``fresh_on_add``)."""
+    container = PerDomain(adapters)
+    container.fresh_on_add = True
+    return container
+
+
 class SeriesAdapter(nn.Module):
     """One domain's series adapter: ``W(BN_in(y))`` (the unit adds ``y``)."""
 
@@ -58,7 +69,7 @@ class SeriesAdapterConv(nn.Conv2d, Routed):
     def __init__(self, in_channels: int, out_channels: int, stride: int, domains) -> None:
         super().__init__(in_channels, out_channels, 3, stride, 1, bias=False)
         declare_role(self, "conv")
-        self.adapter = PerDomain({d: SeriesAdapter(out_channels) for d in domains})
+        self.adapter = per_domain_adapters({d: SeriesAdapter(out_channels) for d in domains})
 
     def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
         y = super().forward(x)
@@ -75,7 +86,9 @@ class ParallelAdapterConv(nn.Conv2d, Routed):
         # computation: a strided 1x1 conv's backward on a channels_last input of a few channels
         # crashes the process in torch 2.14 (segfault / heap corruption, e.g. 4 -> 8 channels
         # at 32x32, stride 2), and slicing then a stride-1 conv avoids that code path
-        self.adapter = PerDomain({d: adapter_conv(in_channels, out_channels) for d in domains})
+        self.adapter = per_domain_adapters(
+            {d: adapter_conv(in_channels, out_channels) for d in domains}
+        )
 
     def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
         step = self.stride[0]

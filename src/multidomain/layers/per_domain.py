@@ -165,6 +165,10 @@ class PerDomain(nn.ModuleDict, Routed, DomainAware):
     """
 
     fast_mixed = True
+    # True: a new domain's module always starts from fresh initialisation, even when the model
+    # adds the domain ``init_from`` another (residual adapters, as in the official code, which
+    # copies a new task's 3x3 convs and block BNs from the source network but not its adapters)
+    fresh_on_add = False
 
     def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
         route = route or current_route()
@@ -179,10 +183,11 @@ class PerDomain(nn.ModuleDict, Routed, DomainAware):
         return torch.cat([module(part) for module, part in zip(modules, parts, strict=True)])
 
     def add_domain(self, name: str, init_from: str | None = None, **domain: Any) -> None:
-        """Add ``name``: a copy of ``init_from``'s module, or a freshly initialised one."""
+        """Add ``name``: a copy of ``init_from``'s module, or a freshly initialised one (always
+        fresh where ``fresh_on_add``)."""
         template = self[init_from] if init_from is not None else next(iter(self.values()))
         module = copy.deepcopy(template)
-        if init_from is None:
+        if init_from is None or self.fresh_on_add:
             module.apply(init_weights)
         self[name] = module
 
