@@ -33,6 +33,7 @@ from multidomain.layers.per_domain import (
     batch_norm,
     current_route,
     declare_role,
+    declared_role,
 )
 
 ADAPTER_ROLE = "adapter"
@@ -44,10 +45,20 @@ def adapter_conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Con
     return declare_role(conv, ADAPTER_ROLE)
 
 
+@torch.no_grad()
+def zero_adapter_output(adapter: nn.Module) -> None:
+    """Zero ``adapter``'s 1x1 convs: the unit then computes the plain conv's output."""
+    for module in adapter.modules():
+        if declared_role(module) == ADAPTER_ROLE:
+            module.weight.zero_()
+
+
 def per_domain_adapters(adapters: dict[str, nn.Module]) -> PerDomain:
-    """The domains' adapters of one unit: a new domain's start fresh (``fresh_on_add``)."""
+    """The domains' adapters of one unit: a new domain's start fresh (``fresh_on_add``); a
+    domain the model had before it was converted starts at zero output (``neutral_init``)."""
     container = PerDomain(adapters)
     container.fresh_on_add = True
+    container.neutral_init = zero_adapter_output
     return container
 
 

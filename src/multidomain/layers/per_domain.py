@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +169,10 @@ class PerDomain(nn.ModuleDict, Routed, DomainAware):
     # adds the domain ``init_from`` another (residual adapters, as in the official code, which
     # copies a new task's 3x3 convs and block BNs from the source network but not its adapters)
     fresh_on_add = False
+    # how a module starts so that its domain computes what it computed without it (residual
+    # adapters: a zero output); ``reshare`` applies it to the domains a converted model already
+    # had, so converting keeps their function. None: the module keeps its initialisation.
+    neutral_init: Callable[[nn.Module], None] | None = None
 
     def forward(self, x: torch.Tensor, route: Route | None = None) -> torch.Tensor:
         route = route or current_route()

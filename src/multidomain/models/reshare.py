@@ -4,9 +4,9 @@ Each domain's *view* of the network (the shared tensors plus its own) is a compl
 single-domain network. Re-sharing builds the model under the new method and fills every
 per-domain tensor from that domain's view; a tensor that becomes shared is taken from the view of
 ``source_domain``; a tensor the new method adds (in no view) keeps the initialisation the method
-gave it, except residual adapters' convolutions, which start at zero so that the domain computes
-what it computed before (a plain network converted to series or parallel adapters is exact for
-every domain; domains added afterwards get fresh adapters). Soft-sharing gates keep the official
+gave it, unless its layer says how it starts so that the domain computes what it computed before
+(``PerDomain.neutral_init``: residual adapters start at zero output, so a plain network converted
+to series or parallel adapters is exact for every domain). Soft-sharing gates keep the official
 initialisation. Going from ``pointwise`` to ``none`` (independent networks, e.g. to fine-tune
 every parameter per domain) is exact for every domain.
 """
@@ -18,11 +18,9 @@ import dataclasses
 
 import torch
 
-from multidomain.layers.adapters import ADAPTER_ROLE
 from multidomain.models._registry import build_model
 from multidomain.models.base import MultiDomainNet
 from multidomain.models.packs import domain_state_dict, shared_state_dict
-from multidomain.models.roles import named_parameter_info
 
 
 def domain_view(model: MultiDomainNet, domain: str) -> dict[str, torch.Tensor]:
@@ -46,21 +44,28 @@ def reshare(
     )
     result = build_model(config)
     views = {domain: domain_view(model, domain) for domain in model.domains}
-    added: set[int] = set()  # ids of the tensors the new method adds
     for key, target in shared_state_dict(result, keep_vars=True).items():
-        _fill(target, views[source_domain], key, added)
+        _fill(target, views[source_domain], key)
     for domain in result.domains:
         for key, target in domain_state_dict(result, domain, keep_vars=True).items():
-            _fill(target, views[domain], key, added)
-    for _, param, info in named_parameter_info(result):
-        if info.role == ADAPTER_ROLE and id(param) in added:
-            param.zero_()  # the domain computes what it computed before
+            _fill(target, views[domain], key)
+        _start_added_modules_neutral(result, domain, views[domain])
     result.cards = dict(model.cards)
     return result
 
 
-def _fill(target: torch.Tensor, view: dict[str, torch.Tensor], key: str, added: set) -> None:
-    if key in view:
+def _fill(target: torch.Tensor, view: dict[str, torch.Tensor], key: str) -> None:
+    if key in view:  # else a tensor the new method adds: it keeps its initialisation
         target.copy_(view[key])
-    else:  # a tensor the new method adds
-        added.add(id(target))
+
+
+def _start_added_modules_neutral(
+    model: MultiDomainNet, domain: str, view: dict[str, torch.Tensor]
+) -> None:
+    """``neutral_init`` on each of ``domain``'s modules that the new method adds."""
+    for path, container in model.per_domain_modules():
+        if container.neutral_init is None or domain not in container:
+            continue
+        keys = [f"{path}.{key}" for key in container[domain].state_dict()]
+        if not any(key in view for key in keys):
+            container.neutral_init(container[domain])
